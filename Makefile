@@ -1,0 +1,53 @@
+# component-operator developer commands. Everything runs from a fresh clone:
+#   make demo   set up everything (venv, control plane, CRDs, operator) and run the demo
+#   make test   run every test tier that this machine can run (unit + integration)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TESTENV := testenv/scripts/testenv.sh
+PYTEST_ARGS ?=
+
+.PHONY: install test unit integration demo demo-stop testenv-up testenv-down testenv-build crds crds-check bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+testenv-build:
+	testenv/scripts/build.sh
+
+testenv-up:
+	@$(TESTENV) up
+
+testenv-down:
+	@$(TESTENV) down
+
+crds: install
+	$(BIN)/component-operator crds --write crds/
+
+test: install
+	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: install
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+demo: install
+	scripts/demo.sh
+
+demo-stop:
+	scripts/demo.sh stop
+
+bench: install
+	$(BIN)/python bench/bench_validation.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info operator/*.egg-info

@@ -1,0 +1,90 @@
+"""The ``component-operator`` command line.
+
+Subcommands:
+  run        the operator (kopf) against the current kubeconfig
+  crds       print (or --write) the CustomResourceDefinitions generated from the models
+  validate   offline checks of values and interface manifests (exit 0 valid, 1 invalid, 2 usage)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from .api import crdgen
+
+    if args.write:
+        out = Path(args.write)
+        out.mkdir(parents=True, exist_ok=True)
+        for resource in crdgen.RESOURCES:
+            (out / crdgen.file_name(resource)).write_text(crdgen.render(resource))
+        return 0
+    sys.stdout.write(crdgen.render_all())
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_operator
+
+    return run_operator(
+        namespaces=args.namespace or [],
+        standalone=args.standalone,
+        verbose=args.verbose,
+        metrics_port=args.metrics_port,
+        webhook=args.webhook,
+        liveness=args.liveness,
+    )
+
+
+def _cmd_validate(argv: list[str]) -> int:
+    from .validate_cli import main as validate_main
+
+    return validate_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="component-operator", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"component-operator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all")
+    run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator instances (peering)")
+    run.add_argument("--verbose", action="store_true")
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port on 127.0.0.1 (0: off)")
+    run.add_argument(
+        "--webhook",
+        choices=["none", "local"],
+        default="none",
+        help="serve the validating admission webhook; 'local' listens on 127.0.0.1 (needs --webhook-cert settings)",
+    )
+    run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
+    crds.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR instead of printing")
+
+    sub.add_parser("validate", help="validate a value or an interface manifest offline", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "validate":
+        return _cmd_validate(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "crds":
+        return _cmd_crds(args)
+    if args.command == "run":
+        return _cmd_run(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

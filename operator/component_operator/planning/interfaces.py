@@ -1,0 +1,39 @@
+"""Decide a ComponentInterface's status from its spec (pure).
+
+The same rule set runs in the admission webhook and here, so an interface created while
+the webhook was absent still ends with ``Ready=False`` and the first failing rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import kinds
+from .conditions import set_condition
+
+
+def decide_interface_status(
+    spec: dict[str, Any], status: dict[str, Any] | None, generation: int | None
+) -> dict[str, Any]:
+    """Return the desired status (superKind, kindCode, Ready condition, observedGeneration)."""
+    status = status or {}
+    desired: dict[str, Any] = {"observedGeneration": generation}
+    try:
+        kind = kinds.resolve_kind(spec.get("kind", ""))
+    except kinds.UnknownKindError as err:
+        desired["conditions"] = set_condition(
+            status.get("conditions"), "Ready", False, "UnknownKind", str(err), generation=generation
+        )
+        return desired
+    desired["kindCode"] = kind.code
+    desired["superKind"] = kinds.super_kind(kind, spec.get("storeInDatabase", True)).value
+    errors = kinds.check_interface(spec)
+    if errors:
+        message = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        conditions = set_condition(status.get("conditions"), "Ready", False, "InvalidInterface", message, generation=generation)
+    else:
+        conditions = set_condition(
+            status.get("conditions"), "Ready", True, "Valid", "every interface rule passes", generation=generation
+        )
+    desired["conditions"] = conditions
+    return desired

@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Local control plane for tests, benchmarks and the demo: real etcd, kube-apiserver,
+# kube-scheduler, kube-controller-manager and kwok (simulated nodes), plus a MinIO object
+# store and a distribution registry, all as plain processes on loopback.
+#
+#   testenv.sh up      start (idempotent: a healthy running environment is reused);
+#                      the last line printed is the admin kubeconfig path
+#   testenv.sh down    stop what `up` started, by pid, and remove its state
+#   testenv.sh status  exit 0 when everything answers
+#   testenv.sh env     print shell exports for the running environment
+#
+# Settings (environment): TESTENV_DIR (state, default ~/.cache/component-operator/testenv),
+# TESTENV_BENCH=1 (lift API rate limits, as kwok's own benchmarks do).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+DIR=${TESTENV_DIR:-$HOME/.cache/component-operator/testenv}
+PKI=$DIR/pki
+ETCD_PORT=${TESTENV_ETCD_PORT:-2379}
+API_PORT=${TESTENV_API_PORT:-6443}
+S3_PORT=${TESTENV_S3_PORT:-9000}
+REGISTRY_PORT=${TESTENV_REGISTRY_PORT:-5000}
+S3_USER=testenv
+S3_PASSWORD=testenv-secret-key
+# Order matters: started in this order, stopped in reverse.
+COMPONENTS=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok minio registry)
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+unset HTTPS_PROXY HTTP_PROXY https_proxy http_proxy
+
+log() { printf 'testenv: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+alive() { [[ -s $DIR/$1.pid ]] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+
+wait_for() { # description timeout-seconds command...
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then
+      log "timed out after ${timeout}s waiting for $what"
+      local comp=${what%% *}
+      [[ -f $DIR/$comp.log ]] && tail -n 30 "$DIR/$comp.log" >&2
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+start() { # name command...
+  local name=$1; shift
+  setsid "$@" >"$DIR/$name.log" 2>&1 < /dev/null &
+  echo $! >"$DIR/$name.pid"
+}
+
+apiserver_ready() {
+  curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://127.0.0.1:$API_PORT/readyz"
+}
+
+healthy() {
+  local c
+  for c in "${COMPONENTS[@]}"; do alive "$c" || return 1; done
+  apiserver_ready >/dev/null 2>&1 || return 1
+  curl -fsS "http://127.0.0.1:$S3_PORT/minio/health/live" >/dev/null 2>&1 || return 1
+  curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null 2>&1 || return 1
+}
+
+make_pki() {
+  mkdir -p "$PKI"
+  (
+    cd "$PKI"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+    openssl req -x509 -new -key ca.key -subj "/CN=component-operator-testenv-ca" -days 30 -out ca.crt 2>/dev/null
+    cert() { # name subject extensions
+      openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
+      openssl req -new -key "$1.key" -subj "$2" -out "$1.csr" 2>/dev/null
+      printf '%b' "$3" >"$1.ext"
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+    }
+    cert apiserver "/CN=kube-apiserver" "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+    cert admin "/O=system:masters/CN=testenv-admin" "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+    cert webhook "/CN=127.0.0.1" "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+    openssl genrsa -out sa.key 2048 2>/dev/null
+  )
+  cat >"$DIR/admin.kubeconfig" <<EOK
+apiVersion: v1
+kind: Config
+clusters:
+- name: testenv
+  cluster: {server: "https://127.0.0.1:$API_PORT", certificate-authority: "$PKI/ca.crt"}
+users:
+- name: testenv-admin
+  user: {client-certificate: "$PKI/admin.crt", client-key: "$PKI/admin.key"}
+contexts:
+- name: testenv
+  context: {cluster: testenv, user: testenv-admin, namespace: default}
+current-context: testenv
+EOK
+}
+
+kwok_config() { # our settings + kwok's standard stages (from the module cache) + our outcome stages
+  local kwok_dir
+  kwok_dir=$(cd "$HERE/tools/kwok" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  [[ -d $kwok_dir/kustomize/stage ]] || (cd "$HERE/tools/kwok" && go mod download sigs.k8s.io/kwok)
+  {
+    cat <<EOK
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  cidr: 10.0.0.0/16
+  manageAllNodes: false
+  manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
+  nodeLeaseDurationSeconds: 40
+  podPlayStageParallelism: 16
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  enablePodsOnNodeSyncStreamWatch: true
+EOK
+    local f
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+      pod/fast/pod-ready.yaml pod/fast/pod-delete.yaml; do
+      echo "---"; cat "$kwok_dir/kustomize/stage/$f"
+    done
+    echo "---"; cat "$HERE/kwok/stages.yaml"
+  } >"$DIR/kwok.yaml"
+}
+
+up() {
+  local bin
+  bin=$("$HERE/scripts/build.sh" | tail -n 1)
+  export PATH=$bin:$PATH
+  if healthy; then
+    log "reusing the running environment in $DIR"
+    echo "$DIR/admin.kubeconfig"
+    return 0
+  fi
+  [[ -d $DIR ]] && { log "cleaning a stale environment"; down >/dev/null 2>&1 || true; }
+  mkdir -p "$DIR"
+  local t0=$SECONDS
+  make_pki
+  local qps=()
+  if [[ -n ${TESTENV_BENCH:-} ]]; then
+    qps=(--max-requests-inflight=0 --max-mutating-requests-inflight=0 --enable-priority-and-fairness=false)
+  fi
+
+  start etcd "$bin/etcd" --name=testenv --data-dir="$DIR/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" --initial-advertise-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-cluster="testenv=http://127.0.0.1:$((ETCD_PORT + 1))" --unsafe-no-fsync=true \
+    --auto-compaction-retention=1 --quota-backend-bytes=8589934592 --log-level=warn
+  wait_for "etcd health" 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" --etcd-prefix=/registry \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" --client-ca-file="$PKI/ca.crt" \
+    --service-account-issuer="https://127.0.0.1:$API_PORT" \
+    --service-account-key-file="$PKI/sa.key" --service-account-signing-key-file="$PKI/sa.key" \
+    --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC --allow-privileged=true \
+    --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
+    --cert-dir="$DIR/apiserver-certs" "${qps[@]}"
+  wait_for "kube-apiserver readyz" 90 apiserver_ready
+
+  cat >"$DIR/scheduler.yaml" <<EOK
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: "$DIR/admin.kubeconfig"
+  qps: ${TESTENV_BENCH:+500}${TESTENV_BENCH:-50}
+  burst: ${TESTENV_BENCH:+1000}${TESTENV_BENCH:-100}
+leaderElection:
+  leaderElect: false
+EOK
+  start kube-scheduler "$bin/kube-scheduler" --config="$DIR/scheduler.yaml" --bind-address=127.0.0.1 \
+    --secure-port=10259 --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics
+  start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$DIR/admin.kubeconfig" \
+    --leader-elect=false --bind-address=127.0.0.1 --secure-port=10257 \
+    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --use-service-account-credentials=false --concurrent-job-syncs=5 \
+    --kube-api-qps="${TESTENV_BENCH:+500}${TESTENV_BENCH:-20}" --kube-api-burst="${TESTENV_BENCH:+1000}${TESTENV_BENCH:-30}" \
+    --node-monitor-period=5s --node-monitor-grace-period=40s
+
+  kwok_config
+  start kwok "$bin/kwok" --kubeconfig="$DIR/admin.kubeconfig" --config="$DIR/kwok.yaml" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake
+
+  mkdir -p "$DIR/s3"
+  MINIO_ROOT_USER=$S3_USER MINIO_ROOT_PASSWORD=$S3_PASSWORD MINIO_BROWSER=off MINIO_UPDATE=off \
+    start minio "$bin/minio" server --quiet --address "127.0.0.1:$S3_PORT" "$DIR/s3"
+
+  cat >"$DIR/registry.yaml" <<EOK
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: "$DIR/registry"}
+  delete: {enabled: true}
+http:
+  addr: "127.0.0.1:$REGISTRY_PORT"
+EOK
+  OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true start registry "$bin/registry" serve "$DIR/registry.yaml"
+
+  export KUBECONFIG=$DIR/admin.kubeconfig
+  wait_for "kube-scheduler readyz" 60 curl -fsSk https://127.0.0.1:10259/readyz
+  wait_for "kube-controller-manager healthz" 60 curl -fsSk https://127.0.0.1:10257/healthz
+  wait_for "minio health" 60 curl -fsS "http://127.0.0.1:$S3_PORT/minio/health/live"
+  wait_for "registry /v2/" 30 curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/"
+  wait_for "kube-apiserver default namespace" 30 kubectl get namespace default
+  kubectl apply -f "$HERE/kwok/nodes.yaml" >/dev/null
+  wait_for "kwok nodes Ready" 90 kubectl wait --for=condition=Ready node --all --timeout=5s
+  write_env
+  log "up in $((SECONDS - t0))s: $(kubectl get nodes --no-headers | wc -l) nodes; logs in $DIR"
+  echo "$DIR/admin.kubeconfig"
+}
+
+write_env() {
+  cat >"$DIR/env" <<EOK
+export KUBECONFIG=$DIR/admin.kubeconfig
+export TESTENV_DIR=$DIR
+export TESTENV_BIN=$(dirname "$(command -v kube-apiserver)")
+export TESTENV_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export TESTENV_S3_ACCESS_KEY=$S3_USER
+export TESTENV_S3_SECRET_KEY=$S3_PASSWORD
+export TESTENV_REGISTRY=127.0.0.1:$REGISTRY_PORT
+export TESTENV_WEBHOOK_CERT=$PKI/webhook.crt
+export TESTENV_WEBHOOK_KEY=$PKI/webhook.key
+export TESTENV_CA=$PKI/ca.crt
+EOK
+}
+
+down() {
+  [[ -d $DIR ]] || { log "nothing to stop"; return 0; }
+  local i c pid f
+  # Processes started next to the environment (the demo's operator) go first.
+  for f in "$DIR"/*.pid; do
+    c=$(basename "$f" .pid)
+    [[ " ${COMPONENTS[*]} " == *" $c "* ]] && continue
+    alive "$c" && kill "$(cat "$f")" 2>/dev/null || true
+  done
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    c=${COMPONENTS[$i]}
+    if alive "$c"; then
+      pid=$(cat "$DIR/$c.pid")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$DIR"
+  log "stopped"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) healthy && log "healthy" ;;
+  env) [[ -f $DIR/env ]] && cat "$DIR/env" || die "not running (no $DIR/env)" ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac
