@@ -38,6 +38,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         webhook=args.webhook,
         liveness=args.liveness,
+        config_path=args.config,
+        metrics_addr=args.metrics_addr,
+        webhook_cert=args.webhook_cert,
+        webhook_key=args.webhook_key,
+        webhook_ca=args.webhook_ca,
+        webhook_port=args.webhook_port,
     )
 
 
@@ -56,13 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all")
     run.add_argument("--standalone", action="store_true", help="do not coordinate with other operator instances (peering)")
     run.add_argument("--verbose", action="store_true")
-    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port on 127.0.0.1 (0: off)")
+    run.add_argument("--config", help="operator configuration YAML (default: $COMPONENT_OPERATOR_CONFIG or built-in defaults)")
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
+    run.add_argument("--metrics-addr", default="127.0.0.1", help="address the metrics endpoint binds to")
     run.add_argument(
         "--webhook",
         choices=["none", "local"],
         default="none",
-        help="serve the validating admission webhook; 'local' listens on 127.0.0.1 (needs --webhook-cert settings)",
+        help="serve the validating admission webhook; 'local': on 127.0.0.1 for a control plane on this host",
     )
+    run.add_argument("--webhook-cert", help="PEM certificate of the webhook server")
+    run.add_argument("--webhook-key", help="PEM private key of the webhook server")
+    run.add_argument("--webhook-ca", help="PEM CA bundle that signed the certificate (put into the webhook configuration)")
+    run.add_argument("--webhook-port", type=int, default=9443)
     run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")

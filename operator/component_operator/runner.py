@@ -10,6 +10,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from .config import OperatorConfig, load_config
+
 
 @dataclass
 class RunOptions:
@@ -19,6 +21,12 @@ class RunOptions:
     metrics_port: int = 8080
     webhook: str = "none"
     liveness: str | None = None
+    metrics_addr: str = "127.0.0.1"
+    webhook_cert: str | None = None
+    webhook_key: str | None = None
+    webhook_ca: str | None = None
+    webhook_port: int = 9443
+    config: OperatorConfig = field(default_factory=OperatorConfig)
 
 
 #: Read by the startup handler (kopf handlers take no custom arguments).
@@ -33,6 +41,12 @@ def run_operator(
     metrics_port: int,
     webhook: str,
     liveness: str | None,
+    config_path: str | None = None,
+    metrics_addr: str = "127.0.0.1",
+    webhook_cert: str | None = None,
+    webhook_key: str | None = None,
+    webhook_ca: str | None = None,
+    webhook_port: int = 9443,
 ) -> int:
     import kopf
 
@@ -44,6 +58,10 @@ def run_operator(
     OPTIONS.metrics_port = metrics_port
     OPTIONS.webhook = webhook
     OPTIONS.liveness = liveness
+    OPTIONS.metrics_addr = metrics_addr
+    OPTIONS.webhook_cert, OPTIONS.webhook_key, OPTIONS.webhook_ca = webhook_cert, webhook_key, webhook_ca
+    OPTIONS.webhook_port = webhook_port
+    OPTIONS.config = load_config(config_path)
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:

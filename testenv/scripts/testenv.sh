@@ -249,8 +249,19 @@ down() {
   log "stopped"
 }
 
+reload_kwok() { # apply changed stages without touching the rest of the environment
+  healthy || die "not running"
+  local bin; bin=$("$HERE/scripts/build.sh" kwok | tail -n 1)
+  kill "$(cat "$DIR/kwok.pid")"; sleep 0.5
+  kwok_config
+  start kwok "$bin/kwok" --kubeconfig="$DIR/admin.kubeconfig" --config="$DIR/kwok.yaml" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake
+  log "kwok restarted with $DIR/kwok.yaml"
+}
+
 case ${1:-} in
   up) up ;;
+  reload-kwok) reload_kwok ;;
   down) down ;;
   status) healthy && log "healthy" ;;
   env) [[ -f $DIR/env ]] && cat "$DIR/env" || die "not running (no $DIR/env)" ;;

@@ -114,7 +114,8 @@ class OperatorProcess:
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "component_operator.cli", "run", "--standalone", "--metrics-port", "0", *self.extra_args],
-            env={**os.environ, **self.testenv.env},
+            # Images that follow a tag are re-inspected on a timer; a short period keeps tests short.
+            env={**os.environ, **self.testenv.env, "COMPONENT_OPERATOR_IMAGE_RECHECK_SECONDS": "3"},
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -133,12 +134,106 @@ class OperatorProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+OPERATOR_CONFIG = """
+# Tests choose kwok outcomes per job through pod annotations.
+podAnnotationPrefixes: ["sim.testenv/"]
+resyncSeconds: 5
+"""
+
+
 @pytest.fixture(scope="session")
 def operator_process(testenv: Testenv, tmp_path_factory) -> OperatorProcess:
-    op = OperatorProcess(testenv, tmp_path_factory.mktemp("operator") / "operator.log")
+    """The operator with its admission webhook on loopback, as the demo runs it."""
+    workdir = tmp_path_factory.mktemp("operator")
+    config_path = workdir / "config.yaml"
+    config_path.write_text(OPERATOR_CONFIG)
+    args = [
+        "--config", str(config_path),
+        "--webhook", "local",
+        "--webhook-cert", testenv.env["TESTENV_WEBHOOK_CERT"],
+        "--webhook-key", testenv.env["TESTENV_WEBHOOK_KEY"],
+        "--webhook-ca", testenv.env["TESTENV_CA"],
+    ]
+    op = OperatorProcess(testenv, workdir / "operator.log", args)
     op.start()
+    # Ready once the webhook configuration points at us and a trivial object is admitted.
+    wait_until(
+        lambda: testenv.kubectl("get", "validatingwebhookconfiguration", "validate.components.grand-challenge.org",
+                                check=False).returncode == 0 or (op.proc.poll() is not None and _dead(op)),
+        timeout=60,
+        message="the operator's webhook configuration",
+    )
     yield op
     op.stop()
+    print(f"operator log: {op.log_path}")
+
+
+def _dead(op: "OperatorProcess") -> bool:
+    raise AssertionError(f"the operator exited ({op.proc.returncode}):\n{op.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def push_image(testenv: Testenv, tmp_path_factory):
+    """Push a small OCI image built by tests/support/oci_images.py; returns the pushed info."""
+    from ..support import oci_images
+
+    workdir = tmp_path_factory.mktemp("images")
+
+    def push(repository: str, tag: str = "v1", **spec) -> "oci_images.Pushed":
+        ref = f"{testenv.env['TESTENV_REGISTRY']}/{repository}:{tag}"
+        return oci_images.push(ref, [oci_images.ImageSpec(**spec)], workdir / f"{repository.replace('/', '_')}-{tag}",
+                               env={**os.environ, **testenv.env})
+
+    return push
+
+
+@pytest.fixture(scope="session")
+def good_image_ref(push_image) -> str:
+    pushed = push_image("tests/algo", label="jobs")
+    return pushed.ref
+
+
+@pytest.fixture()
+def ready_image(custom, good_image_ref):
+    """Create a ComponentImage for the good test image in a namespace and wait until it is Ready."""
+    from component_operator import GROUP, VERSION
+
+    def make(namespace: str, name: str) -> dict:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ComponentImage",
+            "metadata": {"name": name},
+            "spec": {"image": good_image_ref, "insecureRegistry": True},
+        }
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "componentimages", body)
+
+        def ready():
+            obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "componentimages", name)
+            conds = (obj.get("status") or {}).get("conditions") or []
+            return obj if any(c["type"] == "Ready" and c["status"] == "True" for c in conds) else None
+
+        return wait_until(ready, timeout=60, message=f"ComponentImage {name} Ready")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def job_interfaces(custom):
+    """Cluster-scoped interfaces used by the job tests (it-bbox: 2D bounding box, it-prob: Float)."""
+    from component_operator import GROUP, VERSION
+
+    specs = {
+        "it-bbox": {"kind": "2D bounding box", "relativePath": "it-bbox.json", "title": "IT bounding box"},
+        "it-prob": {"kind": "Float", "relativePath": "it-prob.json"},
+    }
+    for name, spec in specs.items():
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentInterface", "metadata": {"name": name}, "spec": spec}
+        try:
+            custom.create_cluster_custom_object(GROUP, VERSION, "componentinterfaces", body)
+        except client.exceptions.ApiException as err:
+            if err.status != 409:
+                raise
+    yield specs
 
 
 def wait_until(predicate, timeout: float = 60.0, interval: float = 0.3, message: str = "condition"):

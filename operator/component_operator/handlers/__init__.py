@@ -1,3 +1,3 @@
 """kopf handlers, one module per custom resource; importing this package registers them."""
 
-from . import interface, startup  # noqa: F401
+from . import admission, image, interface, job, startup  # noqa: F401

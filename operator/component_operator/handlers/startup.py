@@ -6,6 +6,7 @@ import logging
 
 import kopf
 
+from ..adapters import metrics
 from ..runner import OPTIONS
 
 
@@ -24,4 +25,21 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_
     settings.networking.request_timeout = 60
     settings.queueing.error_delays = (1, 2, 4, 8, 15, 30, 60)
     settings.peering.standalone = OPTIONS.standalone
+    # Job pods are watched by label; everything else the operator needs comes from indexes.
+    settings.watching.reconnect_backoff = 0.5
+    metrics.serve(OPTIONS.metrics_port, OPTIONS.metrics_addr)
+    if OPTIONS.webhook == "local":
+        # A control plane on this host calls the webhook on loopback; the certificate comes from
+        # the project's own PKI (kopf's self-signing needs oscrypto, which fails on OpenSSL 3).
+        if not (OPTIONS.webhook_cert and OPTIONS.webhook_key):
+            raise kopf.PermanentError("--webhook local needs --webhook-cert and --webhook-key")
+        settings.admission.server = kopf.WebhookServer(
+            addr="127.0.0.1",
+            host="127.0.0.1",
+            port=OPTIONS.webhook_port,
+            certfile=OPTIONS.webhook_cert,
+            pkeyfile=OPTIONS.webhook_key,
+            cafile=OPTIONS.webhook_ca,
+        )
+        settings.admission.managed = "validate.components.grand-challenge.org"
     logger.info("component-operator configured (namespaces=%s)", OPTIONS.namespaces or "all")

@@ -1,0 +1,167 @@
+"""Kubernetes API access for the handlers: the official client, run off the event loop.
+
+Every call runs in a dedicated thread pool (never on kopf's event loop). Creates treat 409
+as success once the existing object is shown to be ours (same controller uid); deletes treat
+404 as success. Errors are mapped to the operator's taxonomy: ``TemporaryError`` for what a
+retry can fix (timeouts, 5xx, 429, conflicts), everything else propagates as unexpected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from .. import GROUP, VERSION
+
+T = TypeVar("T")
+_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube")
+_API: client.ApiClient | None = None
+
+
+class TemporaryError(Exception):
+    """A failure a retry can fix."""
+
+    def __init__(self, message: str, delay: float = 1.0):
+        super().__init__(message)
+        self.delay = delay
+
+
+class OwnershipError(Exception):
+    """An object with our deterministic name exists but belongs to someone else."""
+
+
+def api() -> client.ApiClient:
+    global _API
+    if _API is None:
+        try:
+            config.load_incluster_config()
+            cfg = client.Configuration.get_default_copy()
+        except config.ConfigException:
+            cfg = client.Configuration()
+            config.load_kube_config(client_configuration=cfg)
+        cfg.connection_pool_maxsize = 32
+        _API = client.ApiClient(cfg)
+    return _API
+
+
+async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(_POOL, functools.partial(fn, *args, **kwargs))
+    except ApiException as err:
+        if err.status in (409,) or err.status == 429 or (err.status or 0) >= 500:
+            raise TemporaryError(f"API {err.status}: {err.reason}") from err
+        raise
+
+
+def _sanitize(obj: Any) -> dict[str, Any]:
+    return api().sanitize_for_serialization(obj)
+
+
+async def get_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    objects = client.CustomObjectsApi(api())
+    try:
+        return await _run(objects.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+async def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    objects = client.CustomObjectsApi(api())
+    return await _run(
+        objects.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, {"status": status}
+    )
+
+
+async def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
+    core = client.CoreV1Api(api())
+    try:
+        pod = await _run(core.read_namespaced_pod, name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return _sanitize(pod)
+
+
+def _owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
+    return any(ref.get("uid") == owner_uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
+    """Create a Pod or ConfigMap; an existing one with the same name must be ours."""
+    core = client.CoreV1Api(api())
+    namespace, name, kind = body["metadata"]["namespace"], body["metadata"]["name"], body["kind"]
+    create = {"Pod": core.create_namespaced_pod, "ConfigMap": core.create_namespaced_config_map}[kind]
+    read = {"Pod": core.read_namespaced_pod, "ConfigMap": core.read_namespaced_config_map}[kind]
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(_POOL, functools.partial(create, namespace, body))
+    except ApiException as err:
+        if err.status != 409:
+            if err.status == 429 or (err.status or 0) >= 500:
+                raise TemporaryError(f"create {kind} {name}: API {err.status}") from err
+            raise
+        existing = _sanitize(await _run(read, name, namespace))
+        if not _owned_by(existing, owner_uid):
+            raise OwnershipError(f"{kind} {namespace}/{name} exists and is not owned by this job") from err
+
+
+async def delete_pod(namespace: str, name: str) -> None:
+    core = client.CoreV1Api(api())
+    try:
+        await _run(core.delete_namespaced_pod, name, namespace, grace_period_seconds=5)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+async def read_log(namespace: str, pod: str, container: str, stream: str | None = None, tail_lines: int = 500) -> str:
+    """Container log; ``stream`` selects Stdout/Stderr where the cluster supports split streams."""
+    core = client.CoreV1Api(api())
+    kwargs: dict[str, Any] = {"container": container, "tail_lines": tail_lines, "timestamps": True}
+    if stream:
+        kwargs["stream"] = stream
+    try:
+        return await _run(core.read_namespaced_pod_log, pod, namespace, **kwargs)
+    except (ApiException, TypeError):
+        return ""
+
+
+async def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event about a custom object (best effort: events are not state)."""
+    meta = obj["metadata"]
+    now = datetime.now(timezone.utc)
+    event = client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta.get("namespace") or "default"),
+        involved_object=client.V1ObjectReference(
+            api_version=obj.get("apiVersion"),
+            kind=obj.get("kind"),
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            uid=meta.get("uid"),
+            resource_version=meta.get("resourceVersion"),
+        ),
+        reason=reason[:128],
+        message=message[:1024],
+        type=type_,
+        first_timestamp=now,
+        last_timestamp=now,
+        count=1,
+        source=client.V1EventSource(component="component-operator"),
+        reporting_component="component-operator",
+        reporting_instance="component-operator",
+    )
+    core = client.CoreV1Api(api())
+    try:
+        await _run(core.create_namespaced_event, meta.get("namespace") or "default", event)
+    except Exception:  # noqa: BLE001 - an event that cannot be posted must not fail a reconcile
+        pass

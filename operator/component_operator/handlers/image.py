@@ -1,0 +1,69 @@
+"""ComponentImage handlers: inspect the image in its registry and keep status and Ready current.
+
+The decision is ``planning.images.decide_image_status``; the registry and the pull secret are
+read off the event loop. Transient registry errors retry with backoff (kopf.TemporaryError);
+images that follow a tag are re-inspected every COMPONENT_OPERATOR_IMAGE_RECHECK_SECONDS
+(default 300). COMPONENT_OPERATOR_REGISTRY_CA_FILE adds a CA bundle for HTTPS registries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import kopf
+
+from .. import GROUP, VERSION
+from ..adapters import kube_secrets, registry
+from ..planning import images
+from ..planning.conditions import get_condition, now_rfc3339, status_changes
+
+RECHECK_SECONDS = float(os.environ.get("COMPONENT_OPERATOR_IMAGE_RECHECK_SECONDS", "300"))
+CA_FILE = os.environ.get("COMPONENT_OPERATOR_REGISTRY_CA_FILE") or None
+
+
+@kopf.index(GROUP, VERSION, "componentimages")
+def image_config_digests(namespace, name, meta, status, **_):
+    digest = status.get("configSha256")
+    if digest:
+        return {namespace: images.Peer(name, digest, meta.get("creationTimestamp", ""), status.get("importStatus", ""))}
+    return None
+
+
+@kopf.on.resume(GROUP, VERSION, "componentimages")
+@kopf.on.create(GROUP, VERSION, "componentimages")
+@kopf.on.update(GROUP, VERSION, "componentimages")
+async def reconcile_image(body, spec, status, meta, namespace, name, patch, retry, image_config_digests, **_) -> None:
+    if images.needs_inspection(dict(status), meta.get("generation")):
+        await _inspect(body, spec, status, meta, namespace, name, patch, image_config_digests, retry=retry)
+
+
+@kopf.timer(GROUP, VERSION, "componentimages", interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS,
+            when=lambda spec, **_: images.follows_tag(dict(spec)))  # fmt: skip
+async def recheck_tag(body, spec, status, meta, namespace, name, patch, image_config_digests, **_) -> None:
+    await _inspect(body, spec, status, meta, namespace, name, patch, image_config_digests, retry=None)
+
+
+async def _inspect(body, spec, status, meta, namespace, name, patch, index, *, retry: int | None) -> None:
+    observation = await asyncio.to_thread(_observe, dict(spec), namespace)
+    peers = list(index.get(namespace, []))
+    desired = images.decide_image_status(dict(spec), dict(status), observation, meta.get("generation"), now_rfc3339(),
+                                         name=name, created=meta.get("creationTimestamp", ""), peers=peers)  # fmt: skip
+    changes = status_changes(dict(status), desired)
+    patch.status.update(changes)
+    before, after = status.get("importStatus", images.INITIALIZED), desired["importStatus"]
+    if after != before:
+        reason = (get_condition(desired["conditions"], "Ready") or {}).get("reason", "ImportStatusChanged")
+        kind = "Normal" if after == images.COMPLETED else "Warning"
+        kopf.event(body, type=kind, reason=reason, message=f"Import status {before} -> {after}: {desired['message']}")
+    if retry is not None and isinstance(observation, images.RegistryFailure) and observation.transient and after == images.RE_QUEUED:
+        raise kopf.TemporaryError(observation.message, delay=images.retry_delay(retry))
+
+
+def _observe(spec: dict, namespace: str) -> images.Observation:
+    """Read the pull secret and the registry (blocking: runs in a thread)."""
+    try:
+        docker_config = kube_secrets.read_docker_config(namespace, spec["pullSecretName"]) if spec.get("pullSecretName") else None
+        return registry.inspect_image(spec["image"], docker_config=docker_config, insecure=bool(spec.get("insecureRegistry")), ca_file=CA_FILE)
+    except (registry.RegistryError, kube_secrets.PullSecretError) as err:
+        return images.RegistryFailure(reason=err.reason, message=str(err), transient=err.transient)

@@ -1,0 +1,69 @@
+"""Exceptions and error records of the kinds package.
+
+They live in one small module so that every layer (catalogue, value validation, interface
+rules, file checks, the CLI and the Kubernetes handlers) can raise and catch the same types
+without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class UnknownKindError(ValueError):
+    """A kind name that is neither a grand-challenge label nor a short code."""
+
+    def __init__(self, name: object, valid_labels: list[str]) -> None:
+        self.name = name
+        self.valid_labels = list(valid_labels)
+        super().__init__(
+            f"Unknown interface kind {name!r}. Valid kinds are: {', '.join(self.valid_labels)} "
+            "(or their short codes, e.g. 2DBB, MPOI, SEG, CSV)"
+        )
+
+
+class ValueValidationError(ValueError):
+    """A value that does not fit its interface.
+
+    ``message`` is grand-challenge's wording (``JSON does not fulfill schema: instance ...``),
+    ``path`` the JSON path inside the value (``boxes[3].corners[1]``; empty for the value
+    itself), ``detail`` a plain-words form naming path and rule, which is also ``str(err)``,
+    and ``instance`` the offending part of the value.
+    """
+
+    def __init__(self, message: str, *, path: str = "", detail: str | None = None, instance: Any = None) -> None:
+        self.message = message
+        self.path = path
+        self.instance = instance  # the offending part of the value (for display)
+        self.detail = detail if detail is not None else (f"{path}: {message}" if path else message)
+        super().__init__(self.detail)
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class InvalidSchemaError(ValueValidationError):
+    """An interface's custom JSON Schema is broken, so no value can be checked against it.
+
+    It is a ``ValueValidationError`` on purpose: code that validates values (job inputs,
+    outputs) then reports ``Invalid schema: ...`` for the input instead of crashing.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, path="", detail=message)
+
+
+class FileContentError(ValueValidationError):
+    """The bytes of a file-kind value are not what the kind promises (or its name is refused)."""
+
+
+@dataclass(frozen=True)
+class InterfaceRuleError:
+    """One broken ComponentInterface rule: ``field`` is the camelCase spec path."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"

@@ -1,0 +1,213 @@
+"""Build a job's pod and its inputs ConfigMap (pure).
+
+The pod is locked down by default (Pod Security "restricted"): non-root, no privilege
+escalation, all capabilities dropped, seccomp RuntimeDefault, read-only root filesystem with
+writable /output and /tmp, no service-account token, memory request = limit. JSON inputs are
+mounted from a ConfigMap at /input/<prefix>/<relativePath>, next to /input/inputs.json in
+grand-challenge's format.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any, Mapping
+
+from .. import API_VERSION, kinds
+from ..config import OperatorConfig
+from . import names
+
+INPUT_DIR = "/input"
+OUTPUT_DIR = "/output"
+ALGORITHM_CONTAINER = "algorithm"
+
+
+def owner_reference(job: Mapping[str, Any]) -> dict[str, Any]:
+    meta = job["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ComponentJob",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_labels(job: Mapping[str, Any], attempt: int) -> dict[str, str]:
+    meta, spec = job["metadata"], job["spec"]
+    return {
+        **names.MANAGED_BY,
+        "app.kubernetes.io/name": "component-job",
+        names.JOB_LABEL: names.label_value(meta["name"]),
+        names.JOB_UID_LABEL: meta["uid"],
+        names.ATTEMPT_LABEL: str(attempt),
+        names.IMAGE_LABEL: names.label_value(spec["image"]),
+    }
+
+
+def input_path(relative_path: str, prefix: str | None) -> str:
+    """Where an input lands below /input (prefix first, as grand-challenge's input_prefixes)."""
+    parts = [p for p in (prefix or "").strip("/").split("/") if p] + [relative_path]
+    return posixpath.normpath(posixpath.join(*parts))
+
+
+def inputs_json(job: Mapping[str, Any], interfaces: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """/input/inputs.json: values first, then files, then images; each group sorted by slug."""
+    order = {"Value": 0, "File": 1, "Image": 2}
+    entries = []
+    for item in job["spec"].get("inputs", []):
+        iface = interfaces[item["interface"]]
+        spec = iface["spec"]
+        kind = kinds.resolve_kind(spec["kind"])
+        super_kind = kinds.super_kind(kind, spec.get("storeInDatabase", True)).value
+        entries.append(
+            (
+                order[super_kind],
+                iface["metadata"]["name"],
+                {
+                    "interface": {
+                        "title": spec.get("title") or iface["metadata"]["name"],
+                        "description": spec.get("description", ""),
+                        "slug": iface["metadata"]["name"],
+                        "kind": kind.label,
+                        "pk": iface["metadata"].get("uid"),
+                        "default_value": spec.get("defaultValue"),
+                        "super_kind": super_kind,
+                        "relative_path": spec["relativePath"],
+                        "overlay_segments": [
+                            {"voxel_value": s["voxelValue"], "name": s["name"], "visible": s["visible"]}
+                            for s in spec.get("overlaySegments", [])
+                        ],
+                        "look_up_table": spec.get("lookUpTable"),
+                    },
+                    "value": item.get("value") if super_kind == "Value" else None,
+                    "file": (item.get("file") or {}).get("uri"),
+                    "image": {"pk": None, "name": (item.get("image") or {}).get("uri")} if item.get("image") else None,
+                    "pk": f"{job['metadata']['uid']}/{iface['metadata']['name']}",
+                },
+            )
+        )
+    return [entry for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1]))]
+
+
+def build_inputs_configmap(
+    job: Mapping[str, Any], attempt: int, interfaces: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The ConfigMap holding JSON inputs and inputs.json, and the volume items mapping keys to paths."""
+    data: dict[str, str] = {"inputs.json": json.dumps(inputs_json(job, interfaces))}
+    items = [{"key": "inputs.json", "path": "inputs.json"}]
+    prefixes = job["spec"].get("inputPrefixes", {})
+    for index, item in enumerate(job["spec"].get("inputs", [])):
+        if item.get("file") or item.get("image"):
+            continue  # staged from object storage by the data plane
+        spec = interfaces[item["interface"]]["spec"]
+        key = f"input-{index}.json"
+        data[key] = json.dumps(item.get("value"))
+        items.append({"key": key, "path": input_path(spec["relativePath"], prefixes.get(item["interface"]))})
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": names.inputs_configmap_name(job["metadata"]["name"], attempt),
+            "namespace": job["metadata"]["namespace"],
+            "labels": child_labels(job, attempt),
+            "ownerReferences": [owner_reference(job)],
+        },
+        "data": data,
+        "immutable": True,
+    }
+    return configmap, items
+
+
+def _run_as(user: str | None, config: OperatorConfig) -> dict[str, int]:
+    """runAsUser/runAsGroup from the image's USER when numeric; a name cannot be verified non-root."""
+    uid, _, gid = (user or "").partition(":")
+    ids: dict[str, int] = {}
+    ids["runAsUser"] = int(uid) if uid.isdigit() and int(uid) != 0 else config.default_run_as_user
+    if gid.isdigit():
+        ids["runAsGroup"] = int(gid)
+    return ids
+
+
+def build_pod(
+    job: Mapping[str, Any],
+    image: Mapping[str, Any],
+    attempt: int,
+    input_items: list[dict[str, str]],
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    meta, spec = job["metadata"], job["spec"]
+    image_status = image.get("status", {})
+    memory = f"{int(spec.get('requiresMemoryGB', 8))}Gi"
+    gpu_type = spec.get("requiresGPUType", "")
+    limits: dict[str, str] = {"memory": memory}
+    if gpu_type:
+        limits[config.gpu_resource_name] = "1"
+    annotations = {
+        key: value
+        for key, value in (meta.get("annotations") or {}).items()
+        if any(key.startswith(prefix) for prefix in config.pod_annotation_prefixes)
+    }
+    container = {
+        "name": ALGORITHM_CONTAINER,
+        "image": image_status["pinnedImage"],
+        "imagePullPolicy": "IfNotPresent",
+        "env": [
+            {"name": "LOG_LEVEL", "value": "INFO"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB", "value": str(int(spec.get("requiresMemoryGB", 8)) * 1024)},
+        ],
+        "resources": {"requests": {"cpu": config.cpu_request, **limits}, "limits": limits},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "input", "mountPath": INPUT_DIR, "readOnly": True},
+            {"name": "output", "mountPath": OUTPUT_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "activeDeadlineSeconds": int(spec.get("timeLimit", 3600)),
+        "securityContext": {
+            "runAsNonRoot": True,
+            **_run_as(image_status.get("user"), config),
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "input",
+                "configMap": {
+                    "name": names.inputs_configmap_name(meta["name"], attempt),
+                    "items": input_items,
+                },
+            },
+            {"name": "output", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if gpu_type:
+        pod_spec["nodeSelector"] = config.node_selector_for(gpu_type)
+        pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in config.gpu_tolerations]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": names.pod_name(meta["name"], attempt),
+            "namespace": meta["namespace"],
+            "labels": child_labels(job, attempt),
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": pod_spec,
+    }
