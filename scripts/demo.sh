@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# The demo: local control plane, CRDs, the operator as a local process, the examples, and
-# what the operator made of them. Run through `make demo` (which installs the project first).
+# The demo: local control plane, CRDs, the operator as a local process (with its admission
+# webhook), the examples, and what the operator made of them. Run it through `make demo`.
 #   scripts/demo.sh        set up and show
 #   scripts/demo.sh stop   stop the operator and the control plane
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 TESTENV=testenv/scripts/testenv.sh
+PY=.venv/bin/python
 
 if [[ ${1:-} == stop ]]; then
   exec "$TESTENV" down
 fi
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+wait_for() { # seconds command...
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do ((SECONDS < deadline)) || return 1; sleep 0.5; done
+}
+phase_is() { [[ $(kubectl get cjob "$1" -o jsonpath='{.status.phase}') == "$2" ]]; }
+terminal() { [[ $(kubectl get cjob "$1" -o jsonpath='{.status.phase}') =~ ^(Succeeded|Failed|Cancelled)$ ]]; }
 
-say "1. local control plane (etcd, kube-apiserver, scheduler, controller-manager, kwok, MinIO, registry)"
+say "1. local control plane: etcd, kube-apiserver, scheduler, controller-manager, kwok, MinIO, registry"
 KUBECONFIG=$("$TESTENV" up | tail -n 1)
 source "$(dirname "$KUBECONFIG")/env"
 export PATH=$TESTENV_BIN:$PATH
@@ -23,24 +30,46 @@ kubectl get nodes -L nvidia.com/gpu.product
 say "2. CRDs generated from the pydantic models"
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd -l app.kubernetes.io/name=component-operator --timeout=60s
-for _ in $(seq 1 50); do
-  [[ $(kubectl api-resources --categories=components -o name | wc -l) -ge 3 ]] && break; sleep 0.2
-done
+wait_for 30 bash -c '[[ $(kubectl api-resources --categories=components -o name | wc -l) -ge 3 ]]'
 
-say "3. the operator, as a local process"
+say "3. example algorithm images, built without Docker and pushed to the local registry"
+$PY scripts/push_example_images.py "$TESTENV_REGISTRY"
+
+say "4. the operator, as a local process, with its validating webhook on 127.0.0.1:9443"
 OPLOG=$TESTENV_DIR/operator.log
 if [[ -s $TESTENV_DIR/operator.pid ]] && kill -0 "$(cat "$TESTENV_DIR/operator.pid")" 2>/dev/null; then
   echo "operator already running (pid $(cat "$TESTENV_DIR/operator.pid"))"
 else
-  setsid .venv/bin/component-operator run --standalone --metrics-port 8080 >"$OPLOG" 2>&1 </dev/null &
+  setsid .venv/bin/component-operator run --standalone --config testenv/operator-config.yaml \
+    --webhook local --webhook-cert "$TESTENV_WEBHOOK_CERT" --webhook-key "$TESTENV_WEBHOOK_KEY" \
+    --webhook-ca "$TESTENV_CA" >"$OPLOG" 2>&1 </dev/null &
   echo $! >"$TESTENV_DIR/operator.pid"
   echo "operator started (pid $!), log: $OPLOG"
 fi
+wait_for 60 kubectl get validatingwebhookconfiguration validate.components.grand-challenge.org
 
-say "4. the examples"
-kubectl apply -f examples/interfaces.yaml -f examples/image.yaml -f examples/job.yaml -f examples/gpu-job.yaml
+say "5. the examples"
+kubectl apply -f examples/interfaces.yaml -f examples/image.yaml -f examples/image-root.yaml
+wait_for 60 bash -c "kubectl get cimg lesion-classifier -o jsonpath='{.status.importStatus}' | grep -qx Completed"
+kubectl apply -f examples/job.yaml -f examples/gpu-job.yaml -f examples/simulated-outcomes.yaml
 
-say "5. an invalid object is refused by the API server"
+say "6. invalid objects are refused at admission, with the field and the rule"
+kubectl apply -f - <<'EOK' || true
+apiVersion: components.grand-challenge.org/v1alpha1
+kind: ComponentJob
+metadata: {name: malformed-box, namespace: default}
+spec:
+  image: lesion-classifier
+  inputs:
+  - interface: lesion-bounding-box
+    value: {version: {major: 1, minor: 0}, type: 2D bounding box, corners: [[0, 0, 0], [1, 0, 0], [1, 1, 0]]}
+EOK
+kubectl apply -f - <<'EOK' || true
+apiVersion: components.grand-challenge.org/v1alpha1
+kind: ComponentInterface
+metadata: {name: many-boxes}
+spec: {kind: Multiple 2D bounding boxes, relativePath: boxes.txt}
+EOK
 kubectl apply -f - <<'EOK' || true
 apiVersion: components.grand-challenge.org/v1alpha1
 kind: ComponentJob
@@ -48,13 +77,18 @@ metadata: {name: too-short, namespace: default}
 spec: {image: lesion-classifier, timeLimit: 10}
 EOK
 
-say "6. what the operator made of them"
-for _ in $(seq 1 100); do
-  n=$(kubectl get iface -o jsonpath='{range .items[*]}{.status.superKind}{"\n"}{end}' | grep -c . || true)
-  [[ $n -ge 6 ]] && break; sleep 0.2
+say "7. cancel a running job (spec.cancel)"
+wait_for 60 phase_is cancelled-by-user Executing
+kubectl patch cjob cancelled-by-user --type=merge -p '{"spec":{"cancel":true}}'
+
+say "8. what the operator made of them"
+for job in classify-lesion-1 classify-lesion-gpu fails-with-message runs-out-of-memory cancelled-by-user needs-more-memory-than-any-node; do
+  wait_for 90 terminal "$job" || echo "($job is not terminal yet)"
 done
 kubectl get components -A
 echo
 kubectl get iface
+echo
+kubectl get cjob -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,REASON:.status.reason,GPU:.spec.requiresGPUType,NODE:.status.runtimeMetrics.instance.node,ERROR:.status.errorMessage'
 echo
 echo "The operator keeps running (log: $OPLOG). Stop everything with: make demo-stop"

@@ -81,6 +81,15 @@ async def patch_status(namespace: str, plural: str, name: str, status: dict[str,
     )
 
 
+async def patch_cluster_status(plural: str, name: str, status: dict[str, Any]) -> None:
+    objects = client.CustomObjectsApi(api())
+    try:
+        await _run(objects.patch_cluster_custom_object_status, GROUP, VERSION, plural, name, {"status": status})
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
 async def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
     core = client.CoreV1Api(api())
     try:

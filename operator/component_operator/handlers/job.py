@@ -131,6 +131,8 @@ async def reconcile_job(reconciler: JobReconciler, namespace: str, name: str) ->
     )
     decision = decide(observation)
     uid = job["metadata"]["uid"]
+    if any(obj["kind"] == "Pod" for obj in decision.create):
+        await _mark_interfaces_in_use(job, observation.interfaces)
     for obj in decision.create:
         await kube.create_owned(obj, uid)
     for pod_name in decision.delete_pods:
@@ -143,6 +145,16 @@ async def reconcile_job(reconciler: JobReconciler, namespace: str, name: str) ->
         await kube.post_event(job, event.type, event.reason, event.message)
     metrics.PHASES.observe((namespace, name), decision.status.get("phase"))
     return decision.requeue_after
+
+
+async def _mark_interfaces_in_use(job: dict, interfaces: dict[str, dict]) -> None:
+    """Once a job uses an interface, its overlay segments may only be extended (grand-challenge's rule)."""
+    used = [i.get("interface") for i in job["spec"].get("inputs", [])] + list(job["spec"].get("outputs", []))
+    for name in sorted(set(used)):
+        iface = interfaces.get(name) or {}
+        if not (iface.get("status") or {}).get("inUse"):
+            segments = (iface.get("spec") or {}).get("overlaySegments") or []
+            await kube.patch_cluster_status("componentinterfaces", name, {"inUse": True, "overlaySegmentsInUse": segments})
 
 
 def _record_transition(job: dict, old: dict, new: dict) -> None:

@@ -83,10 +83,6 @@ def is_vega_lite_reference(reference: str) -> bool:
     return reference == VEGA_LITE_V5_URL or reference.startswith(VEGA_LITE_V5_URL + "#")
 
 
-def mentions_vega_lite(schema: Any) -> bool:
-    return any(is_vega_lite_reference(ref) for ref in references(schema))
-
-
 def check_custom_schema(schema: Any) -> None:
     """Raise ``InvalidSchemaError`` (``Invalid schema: ...``) unless ``schema`` is usable.
 

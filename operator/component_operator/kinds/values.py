@@ -36,13 +36,14 @@ from jsonschema.exceptions import best_match
 from referencing.exceptions import Unresolvable
 
 from .catalog import Kind, SuperKind, resolve_kind, super_kind
-from .custom_schema import EvaluationPlan, check_custom_schema, mentions_vega_lite, plan_evaluation
+from .custom_schema import EvaluationPlan, check_custom_schema, plan_evaluation, references
 from .errors import InvalidSchemaError, ValueValidationError
 from .schemas import compose_schema, python_registry, rust_registry
 
 _CACHE_SIZE = 512
 _cache: OrderedDict[tuple, "_Compiled | InvalidSchemaError"] = OrderedDict()
 _cache_lock = threading.Lock()
+_kind_only_cache: dict[tuple[str, bool], "_Compiled"] = {}
 
 
 @dataclass
@@ -113,8 +114,14 @@ def is_valid_value(kind: str | Kind, value: Any, *, schema: Any = None, required
 
 def _compiled(code: str, schema: Any, required: bool) -> _Compiled:
     no_custom = schema is None or schema == {}
+    if no_custom:
+        # At most 2 x 25 entries, never evicted: read without the lock (the common case).
+        entry = _kind_only_cache.get((code, required))
+        if entry is None:
+            entry = _kind_only_cache.setdefault((code, required), _compile(code, None, required))
+        return entry
     try:
-        schema_key = None if no_custom else json.dumps(schema, allow_nan=True)
+        schema_key = json.dumps(schema, allow_nan=True)
     except (TypeError, ValueError):
         raise InvalidSchemaError(f"Invalid schema: {schema!r} is not JSON") from None
     key = (code, schema_key, required)
@@ -125,7 +132,7 @@ def _compiled(code: str, schema: Any, required: bool) -> _Compiled:
     if entry is None:
         try:
             # A private copy: callers may mutate their schema dict after this call.
-            entry = _compile(code, None if no_custom else json.loads(schema_key), required)
+            entry = _compile(code, json.loads(schema_key), required)
         except InvalidSchemaError as err:
             entry = err
         with _cache_lock:
@@ -140,16 +147,18 @@ def _compiled(code: str, schema: Any, required: bool) -> _Compiled:
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _kind_only_cache.clear()
 
 
 def _compile(code: str, custom: Any, required: bool) -> _Compiled:
     check_custom_schema(custom)
     composed = compose_schema(code, custom, required=required)
-    with_vega_lite = code == "CHART" or (custom is not None and mentions_vega_lite(custom))
+    # vega-lite is needed for Chart, and for custom schemas that may reach the Chart definition.
+    with_vega_lite = code == "CHART" or bool(custom is not None and references(custom))
     python = jsonschema.Draft7Validator(composed, registry=python_registry(with_vega_lite))
     if code == "JSON" and custom is None and required:
         return _Compiled(composed, python, None, accepts_everything=True)
-    kind_verdict = _rust_is_valid(compose_schema(code, None), "Draft7Validator", with_vega_lite)
+    kind_verdict = _rust_is_valid(_without_chart(compose_schema(code, None), code), "Draft7Validator", code == "CHART")
     if custom is None:
         verdict = kind_verdict
     else:
@@ -180,6 +189,14 @@ def _custom_verdict(
         # References resolve against the composed document: evaluate that as a whole.
         return _rust_is_valid(compose_schema(code, custom), "Draft7Validator", with_vega_lite)
     return None
+
+
+def _without_chart(document: dict[str, Any], code: str) -> dict[str, Any]:
+    """jsonschema-rs resolves every $ref when compiling; drop the vega-lite one when unused."""
+    if code == "CHART":
+        return document
+    definitions = {name: schema for name, schema in document["definitions"].items() if name != "CHART"}
+    return {**document, "definitions": definitions}
 
 
 def _admit_null(verdict: Callable[[Any], bool]) -> Callable[[Any], bool]:

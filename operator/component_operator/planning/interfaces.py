@@ -28,6 +28,9 @@ def decide_interface_status(
     desired["kindCode"] = kind.code
     desired["superKind"] = kinds.super_kind(kind, spec.get("storeInDatabase", True)).value
     errors = kinds.check_interface(spec)
+    if status.get("inUse") and status.get("overlaySegmentsInUse") is not None:
+        # Without the webhook, a renamed or removed segment is caught here against what was in use.
+        errors += kinds.check_overlay_segments_update(status["overlaySegmentsInUse"], spec.get("overlaySegments") or [], True)
     if errors:
         message = "; ".join(f"{e.field}: {e.message}" for e in errors)
         conditions = set_condition(status.get("conditions"), "Ready", False, "InvalidInterface", message, generation=generation)
