@@ -62,6 +62,8 @@ def run_operator(
     OPTIONS.webhook_cert, OPTIONS.webhook_key, OPTIONS.webhook_ca = webhook_cert, webhook_key, webhook_ca
     OPTIONS.webhook_port = webhook_port
     OPTIONS.config = load_config(config_path)
+    if webhook != "none":
+        from .handlers import admission  # noqa: F401  (registers the validating webhook)
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:

@@ -157,7 +157,7 @@ up() {
     --service-account-key-file="$PKI/sa.key" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC --allow-privileged=true \
     --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
-    --cert-dir="$DIR/apiserver-certs" "${qps[@]}"
+    --cert-dir="$DIR/apiserver-certs" --feature-gates=PodLogsQuerySplitStreams=true "${qps[@]}"
   wait_for "kube-apiserver readyz" 90 apiserver_ready
 
   cat >"$DIR/scheduler.yaml" <<EOK

@@ -147,14 +147,21 @@ def operator_process(testenv: Testenv, tmp_path_factory) -> OperatorProcess:
     workdir = tmp_path_factory.mktemp("operator")
     config_path = workdir / "config.yaml"
     config_path.write_text(OPERATOR_CONFIG)
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        metrics_port = sock.getsockname()[1]
     args = [
         "--config", str(config_path),
+        "--metrics-port", str(metrics_port),
         "--webhook", "local",
         "--webhook-cert", testenv.env["TESTENV_WEBHOOK_CERT"],
         "--webhook-key", testenv.env["TESTENV_WEBHOOK_KEY"],
         "--webhook-ca", testenv.env["TESTENV_CA"],
     ]
     op = OperatorProcess(testenv, workdir / "operator.log", args)
+    op.metrics_port = metrics_port
     op.start()
     # Ready once the webhook configuration points at us and a trivial object is admitted.
     wait_until(

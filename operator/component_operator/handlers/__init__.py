@@ -1,3 +1,7 @@
-"""kopf handlers, one module per custom resource; importing this package registers them."""
+"""kopf handlers, one module per custom resource; importing this package registers them.
 
-from . import admission, image, interface, job, startup  # noqa: F401
+The admission webhook handlers (``handlers.admission``) are registered only when a webhook
+server is configured: kopf refuses to run admission handlers without one.
+"""
+
+from . import image, interface, job, startup  # noqa: F401

@@ -100,11 +100,7 @@ RECONCILER = JobReconciler()
 async def _logs(namespace: str, pod: dict) -> PodLogs | None:
     if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
         return None
-    name = pod["metadata"]["name"]
-    stdout, stderr = await asyncio.gather(
-        kube.read_log(namespace, name, "algorithm", stream="Stdout"),
-        kube.read_log(namespace, name, "algorithm", stream="Stderr"),
-    )
+    stdout, stderr = await kube.read_logs(namespace, pod["metadata"]["name"], "algorithm")
     return PodLogs(stdout=stdout, stderr=stderr)
 
 

@@ -122,8 +122,16 @@ def _check_zip(source: Source) -> None:
 def _check_csv(source: Source) -> None:
     with _open(source) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+        def lines():
+            # The csv module accepts NUL bytes; a file containing them is binary, not CSV.
+            for number, line in enumerate(text, start=1):
+                if "\x00" in line:
+                    raise _fail(f"The CSV file is not text (NUL byte on line {number})")
+                yield line
+
         try:
-            for _ in csv.reader(text, strict=True):
+            for _ in csv.reader(lines(), strict=True):
                 pass
         except UnicodeDecodeError as err:
             raise _fail(f"The CSV file is not UTF-8 text: {err.reason} at byte {err.start}") from None

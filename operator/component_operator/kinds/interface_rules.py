@@ -271,7 +271,7 @@ def check_overlay_segments_update(
 ) -> list[InterfaceRuleError]:
     """Once values or questions use the interface, segments may only be added (superset rule)."""
     old, new = list(old or []), list(new or [])
-    if not in_use or old == new:
+    if not in_use:
         return []
     try:
         kept = {_normalised_segment(s) for s in old} <= {_normalised_segment(s) for s in new}
