@@ -37,12 +37,12 @@ class ComponentInterfaceSpec(Model):
         "json_schema_extra": validations(
             cel(
                 "!has(self.overlaySegments) || size(self.overlaySegments) == 0 || "
-                "self.kind in ['Segmentation', 'SEG']",
+                "self.kind == 'Segmentation' || self.kind.upperAscii() == 'SEG'",
                 "Overlay segments should only be set for segmentations",
                 field_path=".overlaySegments",
             ),
             cel(
-                "!(self.kind in ['Segmentation', 'SEG']) || "
+                "!(self.kind == 'Segmentation' || self.kind.upperAscii() == 'SEG') || "
                 "(has(self.overlaySegments) && size(self.overlaySegments) > 0)",
                 "Overlay segments must be set for this interface",
                 field_path=".overlaySegments",
