@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TESTENV := testenv/scripts/testenv.sh
 PYTEST_ARGS ?=
 
-.PHONY: install test unit integration demo demo-stop testenv-up testenv-down testenv-build crds crds-check bench clean
+.PHONY: install test unit integration demo demo-stop testenv-up testenv-down testenv-build crds bench bench-validation bench-jobs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,14 @@ demo: install
 demo-stop:
 	scripts/demo.sh stop
 
-bench: install
+bench: bench-validation bench-jobs
+
+bench-validation: install
 	$(BIN)/python bench/bench_validation.py
+
+bench-jobs: install
+	@$(TESTENV) up >/dev/null
+	$(BIN)/python bench/bench_jobs.py --jobs 500
 
 clean:
 	rm -rf $(VENV) build *.egg-info operator/*.egg-info
