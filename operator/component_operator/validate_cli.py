@@ -4,7 +4,11 @@ The same checks the operator runs (admission webhook, reconcilers), without a cl
 that a value file or a GitOps repository can be checked in CI before anything is applied:
 
     component-operator validate value --kind KIND [--schema SCHEMA.json] [--optional] VALUE
+    component-operator validate value --kind Segmentation [--segments SEGMENTS.json] IMAGE
     component-operator validate interface MANIFEST.yaml
+
+For image kinds ``IMAGE`` is an image file (an ``.mhd`` finds its ``.raw`` itself) or a
+directory (a DICOM series); ``SEGMENTS.json`` holds the interface's overlay segments.
 
 Exit status: 0 valid, 1 invalid (the reasons on stderr, each naming the field, the offending
 value and the rule), 2 usage error (bad arguments, unreadable or unparsable files, unknown
@@ -55,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     value.add_argument("--kind", required=True, help='kind label ("2D bounding box", "PDF file") or code (2DBB, PDF)')
     value.add_argument("--schema", help="the interface's extra JSON Schema, as a JSON file")
     value.add_argument("--optional", action="store_true", help="also accept null (an optional form field)")
-    value.add_argument("value", metavar="VALUE", help="the value file ('-' for standard input)")
+    value.add_argument("--segments", help="Segmentation only: the interface's overlay segments, as a JSON list")
+    value.add_argument(
+        "value", metavar="VALUE", help="the value file ('-' for standard input); for image kinds an image file or DICOM directory"
+    )
     value.set_defaults(run=_validate_value)
     interface = sub.add_parser("interface", help="check ComponentInterface documents of a YAML manifest")
     interface.add_argument("manifest", metavar="MANIFEST", help="YAML file with ComponentInterface documents ('-': stdin)")
@@ -78,8 +85,10 @@ def _validate_value(args: argparse.Namespace) -> int:
         kinds.check_custom_schema(schema)
     except kinds.InvalidSchemaError as err:
         raise UsageError(f"{args.schema}: {err.message}") from None
+    if args.segments and kind.code != "SEG":
+        raise UsageError(f"--segments is only for Segmentation values, not {kind.label}")
     if kind.is_image:
-        raise UsageError(f"{kind.label} is an image kind; image content checks are not available offline")
+        return _validate_image(kind, args.value, args.segments)
     if kind.is_file:
         return _validate_file(kind, args.value)
     value = _load_json(args.value, "value")
@@ -110,6 +119,43 @@ def _validate_file(kind: kinds.Kind, source: str) -> int:
     except OSError as err:
         raise UsageError(f"cannot read {source}: {err.strerror or err}") from None
     print(f"valid {kind.label}")
+    return 0
+
+
+def _validate_image(kind: kinds.Kind, source: str, segments_file: str | None) -> int:
+    if source == "-":
+        raise UsageError(f"{kind.label} values are image files; they cannot be read from standard input")
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"cannot read {source}: no such file or directory")
+    if path.is_file() and not kinds.is_image_file(path):
+        raise UsageError(
+            f"{source} is not an image file: {kind.label} is an image kind "
+            "(give an .mha, .mhd, .tif/.tiff, .nii/.nii.gz, .nrrd or DICOM file, or a directory of DICOM files)"
+        )
+    segments = _load_json(segments_file, "segments") if segments_file else None
+    if segments is not None:
+        try:
+            kinds.overlay_voxel_values(segments)
+        except ValueError as err:
+            raise UsageError(f"{segments_file}: {err}") from None
+    try:
+        image = kinds.check_image_content(kind, path, overlay_segments=segments)
+    except kinds.ImageContentError as err:
+        print(f"{source}: invalid {kind.label}", file=sys.stderr)
+        print(f"  {err.detail}", file=sys.stderr)
+        if err.detail != err.message:  # the detail adds files and values to grand-challenge's words
+            print(f"  grand-challenge: {err.message}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        raise UsageError(f"cannot read {source}: {err.strerror or err}") from None
+    names = image.file_names if len(image.file_names) <= 3 else (image.file_names[0], f"... ({len(image.files)} files)")
+    segments_shown = "" if image.segments is None else f", segments {sorted(image.segments)}"
+    print(f"valid {kind.label}: {' + '.join(names)} ({image.format}, {image.pixel_type}, shape {list(image.shape)}{segments_shown})")
+    if kind.code == "SEG" and not segments:
+        print("  voxel values not checked: no overlay segments given (--segments)")
+    for line in image.skipped:
+        print(f"  not part of the image: {line}")
     return 0
 
 

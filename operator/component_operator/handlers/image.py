@@ -14,7 +14,7 @@ import os
 import kopf
 
 from .. import GROUP, VERSION
-from ..adapters import kube_secrets, registry
+from ..adapters import kube, kube_secrets, registry
 from ..planning import images
 from ..planning.conditions import get_condition, now_rfc3339, status_changes
 
@@ -45,13 +45,20 @@ async def recheck_tag(body, spec, status, meta, namespace, name, patch, image_co
 
 
 async def _inspect(body, spec, status, meta, namespace, name, patch, index, *, retry: int | None) -> None:
+    started = status.get("importStatus", images.INITIALIZED) in (images.INITIALIZED, images.QUEUED, images.RE_QUEUED)
+    if started:
+        # Say that the check started before it runs (kopf's own patch lands only at the end).
+        await kube.patch_status(namespace, "componentimages", name, {"importStatus": images.STARTED})
     observation = await asyncio.to_thread(_observe, dict(spec), namespace)
     peers = list(index.get(namespace, []))
     desired = images.decide_image_status(dict(spec), dict(status), observation, meta.get("generation"), now_rfc3339(),
                                          name=name, created=meta.get("creationTimestamp", ""), peers=peers)  # fmt: skip
     changes = status_changes(dict(status), desired)
+    if started:
+        changes["importStatus"] = desired["importStatus"]  # always overwrite our "Started"
     patch.status.update(changes)
     before, after = status.get("importStatus", images.INITIALIZED), desired["importStatus"]
+    before = images.STARTED if before in (images.INITIALIZED, images.QUEUED) else before
     if after != before:
         reason = (get_condition(desired["conditions"], "Ready") or {}).get("reason", "ImportStatusChanged")
         kind = "Normal" if after == images.COMPLETED else "Warning"

@@ -4,8 +4,8 @@ grand-challenge types every input and output of an algorithm by an interface *ki
 them: JSON values such as "2D bounding box", images such as "Segmentation", files such as
 "PDF file"). This package is that type system: the catalogue (``catalog``), the built-in
 JSON Schemas and examples (``schemas``), value validation with grand-challenge's messages
-(``values``), the ComponentInterface rules (``interface_rules``) and file content checks
-(``files``). Nothing here talks to Kubernetes.
+(``values``), the ComponentInterface rules (``interface_rules``), file content checks
+(``files``) and image content checks (``images``). Nothing here talks to Kubernetes.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from .catalog import (
 from .custom_schema import check_custom_schema
 from .errors import (
     FileContentError,
+    ImageContentError,
     InterfaceRuleError,
     InvalidSchemaError,
     UnknownKindError,
     ValueValidationError,
 )
 from .files import ALLOWED_FILE_EXTENSIONS, check_file_content, check_file_extension, parse_newick
+from .images import ImageInfo, check_image_content, is_image_file, overlay_voxel_values
 from .interface_rules import check_interface, check_overlay_segments_update, relative_path_errors
 from .schemas import (
     INTERFACE_KIND_JSON_EXAMPLES,
@@ -59,6 +61,8 @@ __all__ = [
     "KINDS_BY_LABEL",
     "VEGA_LITE_V5_URL",
     "FileContentError",
+    "ImageContentError",
+    "ImageInfo",
     "InterfaceRuleError",
     "InvalidSchemaError",
     "Kind",
@@ -69,12 +73,15 @@ __all__ = [
     "check_custom_schema",
     "check_file_content",
     "check_file_extension",
+    "check_image_content",
     "check_interface",
     "check_overlay_segments_update",
     "compose_schema",
     "example_value",
+    "is_image_file",
     "is_valid_value",
     "kind_schema",
+    "overlay_voxel_values",
     "parse_newick",
     "relative_path_errors",
     "resolve_kind",

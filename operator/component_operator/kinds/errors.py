@@ -58,6 +58,21 @@ class FileContentError(ValueValidationError):
     """The bytes of a file-kind value are not what the kind promises (or its name is refused)."""
 
 
+class ImageContentError(FileContentError):
+    """An image-kind value that grand-challenge would refuse.
+
+    ``message`` is grand-challenge's wording (``Image may not be DICOM``); ``detail`` (also
+    ``str(err)``) names the files and the offending values as well; ``files`` are the names
+    of the files the error is about.
+    """
+
+    def __init__(self, message: str, *, files: tuple[str, ...] | list[str] = (), detail: str | None = None) -> None:
+        self.files = tuple(files)
+        if detail is None:
+            detail = f"{', '.join(self.files)}: {message}" if self.files else message
+        super().__init__(message, path="", detail=detail)
+
+
 @dataclass(frozen=True)
 class InterfaceRuleError:
     """One broken ComponentInterface rule: ``field`` is the camelCase spec path."""
