@@ -4,6 +4,7 @@ Subcommands:
   run        the operator (kopf) against the current kubeconfig
   crds       print (or --write) the CustomResourceDefinitions generated from the models
   validate   offline checks of values and interface manifests (exit 0 valid, 1 invalid, 2 usage)
+  agent      the data-plane agent inside job pods: prepare | run -- PROGRAM | version
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR instead of printing")
 
     sub.add_parser("validate", help="validate a value or an interface manifest offline", add_help=False)
+    sub.add_parser("agent", help="the data-plane agent (inside job pods)", add_help=False)
     return parser
 
 
@@ -88,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "validate":
         return _cmd_validate(argv[1:])
+    if argv and argv[0] == "agent":
+        from .agent.main import main as agent_main
+
+        return agent_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "crds":

@@ -85,6 +85,29 @@ DEFAULT_PRICES: list[InstancePrice] = [
 ]
 
 
+class ObjectStorage(BaseModel):
+    """Where job inputs, outputs and signed results live (any S3-compatible store).
+
+    Credentials are read by the operator from COMPONENT_OPERATOR_S3_ACCESS_KEY and
+    COMPONENT_OPERATOR_S3_SECRET_KEY (set them from a Secret) and copied into a per-job Secret
+    that only the job's agent reads.
+    """
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    endpoint: str
+    """URL the operator uses, e.g. http://minio.storage:9000."""
+    pod_endpoint: str | None = None
+    """URL job pods use, when it differs from the operator's (default: ``endpoint``)."""
+    region: str = "us-east-1"
+    bucket: str = "component-jobs"
+    ca_file: str | None = None
+    egress_cidrs: list[str] = Field(default_factory=list)
+    """Addresses job pods may reach (the object store); everything else is denied."""
+    egress_port: int | None = None
+    """Port of the object store for the NetworkPolicy (default: from the endpoint URL)."""
+
+
 class OperatorConfig(BaseModel):
     """Everything a cluster operator may want to tune (camelCase keys in the YAML file)."""
 
@@ -104,6 +127,15 @@ class OperatorConfig(BaseModel):
     tax_rate: float = 0.21
     usd_to_eur: float = 0.92472705
     metrics_port: int = 8080
+    object_storage: ObjectStorage | None = None
+    """Enables the data plane: inputs staged and outputs returned through object storage."""
+    agent_image: str = "component-operator:0.1.0"
+    """Image of the init container that brings the agent (the operator's own image)."""
+    agent_command: list[str] = Field(default_factory=lambda: ["/usr/local/bin/component-operator-agent"])
+    """How to start the agent inside the agent image."""
+    max_output_bytes: int = 1024 * 1024 * 1024
+    max_inline_output_bytes: int = 1024 * 1024
+    """JSON outputs stored in status are limited (the object is limited to ~1.5 MiB)."""
     resync_seconds: float = 15.0
     """Every non-terminal job is reconciled at least this often (timeouts, missed events)."""
 

@@ -48,7 +48,7 @@ wait_for() { # description timeout-seconds command...
 
 start() { # name command...
   local name=$1; shift
-  setsid "$@" >"$DIR/$name.log" 2>&1 < /dev/null &
+  setsid "$@" >"$DIR/$name.log" 2>&1 </dev/null 9>&- &   # 9: the lock, not for children
   echo $! >"$DIR/$name.pid"
 }
 
@@ -245,6 +245,13 @@ down() {
       kill -9 "$pid" 2>/dev/null || true
     fi
   done
+  # Safety net for processes whose pid file was lost (e.g. an interrupted `up`): anything
+  # still running with this environment's state directory on its command line is ours.
+  if pkill -f -- "$DIR/" 2>/dev/null; then
+    log "stopped leftover processes of $DIR"
+    sleep 1
+    pkill -9 -f -- "$DIR/" 2>/dev/null || true
+  fi
   rm -rf "$DIR"
   log "stopped"
 }
@@ -259,10 +266,17 @@ reload_kwok() { # apply changed stages without touching the rest of the environm
   log "kwok restarted with $DIR/kwok.yaml"
 }
 
+# One `up`/`down` at a time: two racing `up`s would orphan each other's processes.
+lock() {
+  mkdir -p "$(dirname "$DIR")"
+  exec 9>"$DIR.lock"
+  flock -w 600 9 || die "another testenv.sh holds $DIR.lock"
+}
+
 case ${1:-} in
-  up) up ;;
-  reload-kwok) reload_kwok ;;
-  down) down ;;
+  up) lock; up ;;
+  reload-kwok) lock; reload_kwok ;;
+  down) lock; down ;;
   status) healthy && log "healthy" ;;
   env) [[ -f $DIR/env ]] && cat "$DIR/env" || die "not running (no $DIR/env)" ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;

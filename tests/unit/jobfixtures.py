@@ -67,6 +67,8 @@ def image(ready=True, user="1000", import_status="Completed"):
             "importStatus": import_status,
             "pinnedImage": "127.0.0.1:5000/algo@sha256:" + "a" * 64,
             "user": user,
+            "entrypoint": ["/bin/algorithm"],
+            "cmd": None,
             "conditions": [{"type": "Ready", "status": "True" if ready else "False", "reason": "Ready" if ready else "RootUser"}],
             "message": "" if ready else "The container runs as root.",
         },

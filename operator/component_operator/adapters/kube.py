@@ -105,12 +105,33 @@ def _owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
     return any(ref.get("uid") == owner_uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
-async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
-    """Create a Pod or ConfigMap; an existing one with the same name must be ours."""
+async def get_secret(namespace: str, name: str) -> dict[str, Any] | None:
     core = client.CoreV1Api(api())
+    try:
+        return _sanitize(await _run(core.read_namespaced_secret, name, namespace))
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
+    """Create a child object; an existing one with the same name must be ours (else OwnershipError)."""
+    core = client.CoreV1Api(api())
+    net = client.NetworkingV1Api(api())
     namespace, name, kind = body["metadata"]["namespace"], body["metadata"]["name"], body["kind"]
-    create = {"Pod": core.create_namespaced_pod, "ConfigMap": core.create_namespaced_config_map}[kind]
-    read = {"Pod": core.read_namespaced_pod, "ConfigMap": core.read_namespaced_config_map}[kind]
+    create = {
+        "Pod": core.create_namespaced_pod,
+        "ConfigMap": core.create_namespaced_config_map,
+        "Secret": core.create_namespaced_secret,
+        "NetworkPolicy": net.create_namespaced_network_policy,
+    }[kind]
+    read = {
+        "Pod": core.read_namespaced_pod,
+        "ConfigMap": core.read_namespaced_config_map,
+        "Secret": core.read_namespaced_secret,
+        "NetworkPolicy": net.read_namespaced_network_policy,
+    }[kind]
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(_POOL, functools.partial(create, namespace, body))

@@ -1,1 +1,101 @@
-"""agent."""
+"""The data-plane agent: runs inside every job pod, the way grand-challenge's sagemaker-shim does.
+
+Why it exists: the operator never sees the algorithm's files. Something inside the pod has to
+stage the inputs, run the unmodified algorithm (it reads ``/input``, writes ``/output``), time
+it, upload what it wrote and report back in a form the algorithm cannot forge. That is this
+package. It is frozen into one static executable (``testenv/scripts/build_agent.sh``), so it
+imports only the standard library, pydantic and ``adapters.s3`` (never ``kinds`` or kopf).
+
+Contract with the operator
+==========================
+
+Commands (``component-operator agent …`` or the static ``component-operator-agent …``):
+
+``prepare``
+    init container ``prepare`` (the operator's image). Copies the agent itself to
+    ``$COMPONENT_OPERATOR_AGENT_DIR/agent`` (mode 0555; the static binary when frozen, else a
+    shell wrapper around this interpreter), empties ``INPUT_ROOT``, stages every input to
+    ``INPUT_ROOT/<prefix>/<relativePath>`` (Value: ``json.dumps(value)``; File: downloaded;
+    Image: ``…/<relativePath>/<basename of the source key>``; ZIP with ``decompress``:
+    extracted into the parent directory of its path, common prefix, ``__MACOSX``,
+    ``.DS_Store`` and ``desktop.ini`` dropped, zip-slip refused), writes
+    ``INPUT_ROOT/inputs.json`` = ``inputsJson`` verbatim, and extracts the ``model`` tarball
+    into ``MODEL_ROOT`` and ``groundTruth`` into ``GROUND_TRUTH_ROOT`` (tarfile ``data`` filter).
+    Exit 0, or 1 with ONE JSON line on stderr:
+    ``{"log", "level": "ERROR", "source": "stderr", "internal": false, "task", "error", "detail",
+    "interface"}`` (``error`` is the user-facing message, grand-challenge's where it has one:
+    ``Input zip file could not be extracted``, ``Contents of zip file too large``,
+    ``Could not set up model: Tarfile could not be extracted`` …; the same line is written
+    to ``/dev/termination-log`` when that file exists).
+
+``run -- <program> <args…>``
+    the algorithm container's command. ``prctl(PR_SET_DUMPABLE, 0)`` first; keeps the signing
+    key and S3 settings; starts the program without any ``COMPONENT_OPERATOR_*`` /
+    ``GRAND_CHALLENGE_*`` variable (nor PyInstaller/staticx internals), in its own process
+    group, as ``COMPONENT_OPERATOR_RUN_AS`` (``uid[:gid]``) when the agent is root; streams
+    its stdout/stderr as JSON lines; enforces ``timeLimitSeconds`` (SIGTERM, grace
+    ``COMPONENT_OPERATOR_TERMINATION_GRACE_SECONDS`` default 5, SIGKILL, then the external
+    stderr line ``Time limit exceeded``, ``return_code`` 1, ``timed_out`` true); on exit code
+    0 uploads every regular file under ``OUTPUT_ROOT`` (symlinks only when they resolve
+    inside it) to ``outputPrefix + <relative path>``; always writes the signed result to
+    ``resultUri``; exits with the program's exit code (signals as 128+n, so 137 stays 137).
+    Exit 125: the agent itself failed (bad invocation, object store unreachable) and no
+    result was written; 126/127: the program could not be executed / does not exist (a
+    result is written).
+
+``version``
+    one JSON line ``{"agent_version", "python", "frozen", "static"}``.
+
+Environment:
+
+=========================================  ==================================================
+``COMPONENT_OPERATOR_INVOCATION_FILE``     the invocation document (JSON, from a ConfigMap)
+``COMPONENT_OPERATOR_S3_ENDPOINT``         ``http(s)://host:port`` of the object store
+``COMPONENT_OPERATOR_S3_REGION``           optional
+``COMPONENT_OPERATOR_S3_ACCESS_KEY``       credentials (from a Secret)
+``COMPONENT_OPERATOR_S3_SECRET_KEY``
+``COMPONENT_OPERATOR_S3_CA_FILE``          optional PEM bundle of a private CA
+``COMPONENT_OPERATOR_SIGNING_KEY_HEX``     ``run`` only: HMAC key, hex of >= 32 random bytes
+``COMPONENT_OPERATOR_INPUT_ROOT``          default ``/input``
+``COMPONENT_OPERATOR_OUTPUT_ROOT``         default ``/output``
+``COMPONENT_OPERATOR_MODEL_ROOT``          default ``/opt/ml/model``
+``COMPONENT_OPERATOR_GROUND_TRUTH_ROOT``   default ``/opt/ml/input/data/ground_truth``
+``COMPONENT_OPERATOR_AGENT_DIR``           shared emptyDir, default ``/agent``
+``COMPONENT_OPERATOR_RUN_AS``              optional ``uid[:gid]`` for the program (root agent only)
+=========================================  ==================================================
+
+Invocation document (camelCase; unknown keys are refused)::
+
+    {"jobId": "<namespace>/<name>/<uid>/<attempt>",
+     "inputs": [{"interface", "relativePath", "prefix": "" , "superKind": "Value"|"File"|"Image",
+                 "kind": "<code>", "value": <json>, "source": "s3://bucket/key"|null,
+                 "decompress": false, "sha256": "<hex>"|null}],
+     "inputsJson": [<grand-challenge inputs.json entries>],
+     "outputs": [{"interface", "relativePath", "kind", "superKind"}],
+     "outputPrefix": "s3://bucket/prefix/", "resultUri": "s3://bucket/prefix/result.json",
+     "timeLimitSeconds": 3600, "model": "s3://…"|null, "groundTruth": "s3://…"|null,
+     "maxInputBytes": 10737418240, "maxZipEntries": 10000}
+
+``sha256`` (optional) is checked after download. An output file whose key would be the
+result's key is not uploaded (keep the result outside ``outputPrefix``).
+
+Result document (the exact bytes are signed; ``HMAC-SHA256(key, body)`` in hex is stored as
+the object's user metadata ``signature-hmac-sha256``, i.e. header
+``x-amz-meta-signature-hmac-sha256``)::
+
+    {"pk": jobId, "return_code": 0, "timed_out": false, "exec_duration_seconds": 1.23,
+     "invoke_duration_seconds": null, "started_at": "2026-01-01T00:00:00.000000Z",
+     "finished_at": "…Z", "peak_memory_bytes": 123456|null,
+     "outputs": [{"relative_path", "size", "sha256", "uri"}], "agent_version": "0.1.0"}
+
+The operator reads it with ``result.fetch_and_verify``.
+
+Log lines (stdout and stderr of both commands, one JSON object per line)::
+
+    {"log": "<text>", "level": "INFO"|"WARNING"|"ERROR", "source": "stdout"|"stderr",
+     "internal": false, "task": jobId}
+
+The program's lines are ``internal: false`` (stdout lines INFO, stderr lines WARNING, as the
+shim); the agent's own lines are ``internal: true`` (levels up to INFO on stdout, above on
+stderr). ``logs.split_user_logs`` recovers the program's two streams from ``kubectl logs``.
+"""

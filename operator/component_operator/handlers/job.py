@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from datetime import datetime, timezone
 
@@ -20,7 +21,9 @@ from ..api.job import Phase
 from ..planning import names
 from ..planning.conditions import status_changes
 from ..planning.jobs import Observation, PodLogs, decide, parse_time
+from ..agent.logs import split_user_logs
 from ..runner import OPTIONS
+from . import results
 
 log = logging.getLogger("component_operator.jobs")
 TERMINAL = {p.value for p in Phase if p.is_terminal}
@@ -101,7 +104,17 @@ async def _logs(namespace: str, pod: dict) -> PodLogs | None:
     if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
         return None
     stdout, stderr = await kube.read_logs(namespace, pod["metadata"]["name"], "algorithm")
-    return PodLogs(stdout=stdout, stderr=stderr)
+    if OPTIONS.config.object_storage is None:
+        return PodLogs(stdout=stdout, stderr=stderr)
+    # The agent writes JSON lines; keep the algorithm's own lines, per stream, without internals.
+    lines = [_strip_timestamp(line) for line in (stdout + "\n" + stderr).splitlines()]
+    out, err = split_user_logs(lines, unstructured="stderr")
+    return PodLogs(stdout="\n".join(out), stderr="\n".join(err))
+
+
+def _strip_timestamp(line: str) -> str:
+    stamp, _, rest = line.partition(" ")
+    return rest if stamp[:4].isdigit() and "T" in stamp else line
 
 
 async def reconcile_job(reconciler: JobReconciler, namespace: str, name: str) -> float | None:
@@ -116,14 +129,24 @@ async def reconcile_job(reconciler: JobReconciler, namespace: str, name: str) ->
     pod = None
     if status.get("phase") not in (None, Phase.VALIDATING_INPUTS.value, Phase.QUEUED.value, Phase.RE_QUEUED.value):
         pod = await kube.get_pod(namespace, names.pod_name(name, int(status.get("attempt", 0))))
+    interfaces = reconciler.all_interfaces()
+    config = OPTIONS.config
+    result = None
+    pod_phase = ((pod or {}).get("status") or {}).get("phase")
+    if config.object_storage is not None and pod_phase in ("Succeeded", "Failed"):
+        result = await results.observe_result(job, int(status.get("attempt", 0)), interfaces, config,
+                                              pod_succeeded=pod_phase == "Succeeded")
     observation = Observation(
         job=job,
         image=reconciler.lookup_image(namespace, job["spec"].get("image", "")),
-        interfaces=reconciler.all_interfaces(),
+        interfaces=interfaces,
         pod=pod,
         now=datetime.now(timezone.utc),
-        config=OPTIONS.config,
+        config=config,
         logs=await _logs(namespace, pod) if pod else None,
+        result=result,
+        new_signing_key_hex=secrets.token_hex(32),
+        s3_credentials=results.credentials() if config.object_storage is not None else None,
     )
     decision = decide(observation)
     uid = job["metadata"]["uid"]

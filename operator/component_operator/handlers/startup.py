@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import kopf
@@ -28,6 +29,12 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_
     # Job pods are watched by label; everything else the operator needs comes from indexes.
     settings.watching.reconnect_backoff = 0.5
     metrics.serve(OPTIONS.metrics_port, OPTIONS.metrics_addr)
+    if OPTIONS.config.object_storage is not None:
+        from . import results
+
+        bucket = OPTIONS.config.object_storage.bucket
+        await asyncio.to_thread(results.store(OPTIONS.config).ensure_bucket, bucket)
+        logger.info("data plane on: results in s3://%s", bucket)
     if OPTIONS.webhook == "local":
         # A control plane on this host calls the webhook on loopback; the certificate comes from
         # the project's own PKI (kopf's self-signing needs oscrypto, which fails on OpenSSL 3).

@@ -23,13 +23,14 @@ Error taxonomy (for the whole operator):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from ..api.job import Phase
 from ..config import OperatorConfig
-from . import cost, logs, names
+from . import cost, dataplane, logs, names
 from .conditions import get_condition, is_true, set_condition
 from .inputs import check_inputs
 from .pods import build_inputs_configmap, build_pod
@@ -61,6 +62,24 @@ class PodLogs:
 
 
 @dataclass(frozen=True)
+class ResultObservation:
+    """What the handler found of the agent's signed result (data plane only).
+
+    ``reason``/``error``/``detail`` are set when the result could not be used (missing,
+    tampered, unreadable, for another job); otherwise ``result`` is the verified document and,
+    for a zero exit, ``outputs`` or ``output_error``/``output_detail`` the parsed outputs.
+    """
+
+    result: Mapping[str, Any] | None = None
+    reason: str | None = None
+    error: str | None = None
+    detail: Mapping[str, str] = field(default_factory=dict)
+    outputs: list[dict[str, Any]] | None = None
+    output_error: str | None = None
+    output_detail: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Observation:
     job: Mapping[str, Any]
     image: Mapping[str, Any] | None
@@ -69,6 +88,11 @@ class Observation:
     now: datetime
     config: OperatorConfig
     logs: PodLogs | None = None
+    result: ResultObservation | None = None
+    #: A fresh random key, used only if this decision creates the job's agent Secret.
+    new_signing_key_hex: str | None = None
+    #: Object-store credentials copied into the agent Secret (data plane only).
+    s3_credentials: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -211,9 +235,25 @@ def _start_attempt(b: _Builder) -> Decision:
             return b.finish(Phase.FAILED, "ImageNotReady", MSG_IMAGE_NOT_READY.format(name=name), {name: why})
         return b.wait()
     b.condition("ImageReady", True, "Ready", f"running {image_status.get('pinnedImage')}")
-    configmap, items = build_inputs_configmap(b.job, b.attempt, obs.interfaces)
+    if obs.config.object_storage is not None:
+        try:
+            dataplane.program(image_status.get("entrypoint"), image_status.get("cmd"))
+        except ValueError as err:
+            return b.finish(Phase.FAILED, "NoEntrypoint", MSG_IMAGE_NOT_READY.format(name=name), {name: str(err)})
+        access, secret = obs.s3_credentials or ("", "")
+        invocation = dataplane.build_invocation(b.job, b.attempt, obs.interfaces, obs.config)
+        b.decision.create.extend([
+            dataplane.build_agent_secret(b.job, b.attempt, obs.new_signing_key_hex or "", access, secret),
+            dataplane.build_invocation_configmap(b.job, b.attempt, invocation),
+            dataplane.build_network_policy(b.job, obs.config),
+        ])
+        b.status["signingKeySecret"] = dataplane.agent_secret_name(b.meta["name"], b.attempt)
+        items: list[dict[str, str]] = []
+    else:
+        configmap, items = build_inputs_configmap(b.job, b.attempt, obs.interfaces)
+        b.decision.create.append(configmap)
     pod = build_pod(b.job, image, b.attempt, items, obs.config)
-    b.decision.create.extend([configmap, pod])
+    b.decision.create.append(pod)
     b.status["podName"] = pod["metadata"]["name"]
     b.condition("Scheduled", "Unknown", "Pending", f"pod {pod['metadata']['name']} created")
     b.move(Phase.PROVISIONING, "Provisioning", f"created pod {pod['metadata']['name']} (attempt {b.attempt})")
@@ -325,8 +365,54 @@ def _record_end(b: _Builder, pod: Mapping[str, Any]) -> None:
             b.status["stderr"] = logs.last_lines(b.obs.logs.stderr)
 
 
+def _result_problem(b: _Builder) -> Decision | None:
+    """End the job when the signed result is missing, forged, unreadable or someone else's."""
+    res = b.obs.result
+    if res is None or res.reason is None:
+        return None
+    b.condition("OutputsValid", False, res.reason, res.error or "")
+    return b.finish(Phase.FAILED, res.reason, res.error or MSG_UNEXPECTED, dict(res.detail))
+
+
+def _apply_result_metrics(b: _Builder) -> None:
+    res = b.obs.result
+    if res is None or res.result is None:
+        return
+    result = res.result
+    metrics = dict(b.status.get("runtimeMetrics") or {})
+    if result.get("exec_duration_seconds") is not None:
+        b.status["execDuration"] = logs.format_duration(float(result["exec_duration_seconds"]))
+        metrics["runSeconds"] = round(float(result["exec_duration_seconds"]), 3)
+    if result.get("invoke_duration_seconds") is not None:
+        b.status["invokeDuration"] = logs.format_duration(float(result["invoke_duration_seconds"]))
+    if result.get("peak_memory_bytes") is not None:
+        metrics["peakMemoryBytes"] = int(result["peak_memory_bytes"])
+    metrics["agentVersion"] = result.get("agent_version")
+    b.status["runtimeMetrics"] = metrics
+
+
 def _parse_outputs(b: _Builder) -> Decision:
     outputs = b.spec.get("outputs") or []
+    if b.obs.config.object_storage is not None:
+        problem = _result_problem(b)
+        if problem is not None:
+            return problem
+        _apply_result_metrics(b)
+        res = b.obs.result
+        if res is None or res.result is None:
+            return b.wait(1.0)  # the handler fetches the result on the next look
+        if int(res.result.get("return_code", 1)) != 0:
+            # The kubelet saw exit 0 but the agent recorded a failure: trust neither blindly.
+            return b.finish(Phase.FAILED, "NonZeroExitCode", logs.user_error(b.status.get("stderr")),
+                            {"exitCode": str(res.result.get("return_code"))})
+        b.move(Phase.PARSING_OUTPUTS, "ParsingOutputs")
+        if res.output_error is not None:
+            b.condition("OutputsValid", False, "OutputInvalid", res.output_error)
+            reason = "OutputMissing" if "was not produced" in res.output_error or "is empty" in res.output_error else "OutputInvalid"
+            return b.finish(Phase.FAILED, reason, res.output_error, dict(res.output_detail))
+        b.status["outputs"] = list(res.outputs or [])
+        b.condition("OutputsValid", True, "Valid", f"{len(outputs)} output(s) valid")
+        return b.finish(Phase.SUCCEEDED, "Succeeded")
     if not outputs:
         b.condition("OutputsValid", True, "NoOutputs", "the job declares no outputs")
         return b.finish(Phase.SUCCEEDED, "Succeeded")
@@ -339,6 +425,14 @@ def _parse_outputs(b: _Builder) -> Decision:
 def _classify_failure(b: _Builder, pod: Mapping[str, Any]) -> Decision:
     pod_status = pod.get("status") or {}
     terminated = (_container_status(pod).get("state") or {}).get("terminated") or {}
+    res = b.obs.result
+    if res is not None and res.result is not None:
+        _apply_result_metrics(b)
+        if res.result.get("timed_out"):
+            return b.finish(Phase.FAILED, "DeadlineExceeded", MSG_TIME_LIMIT, {"agent": "the agent stopped the algorithm"})
+    init_failure = _init_failure(pod)
+    if init_failure is not None:
+        return b.finish(Phase.FAILED, "InputStagingFailed", init_failure[0], {"prepare": init_failure[1]})
     if pod_status.get("reason") == "DeadlineExceeded":
         return b.finish(Phase.FAILED, "DeadlineExceeded", MSG_TIME_LIMIT,
                         {"pod": pod_status.get("message") or "Pod was active on the node longer than the specified deadline"})
@@ -352,6 +446,22 @@ def _classify_failure(b: _Builder, pod: Mapping[str, Any]) -> Decision:
                         {"exitCode": str(terminated.get("exitCode"))})
     why = pod_status.get("message") or pod_status.get("reason") or "the pod failed without a container exit code"
     return b.finish(Phase.FAILED, "PodFailed", MSG_UNEXPECTED, {"pod": why})
+
+
+def _init_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(message, detail) when the `prepare` init container failed staging the inputs."""
+    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode") not in (None, 0):
+            text = (terminated.get("message") or "").strip()
+            try:
+                record = json.loads(text.splitlines()[-1]) if text else {}
+            except ValueError:
+                record = {}
+            message = record.get("error") or logs.user_error(text)
+            detail = record.get("detail") or text or f"exit code {terminated.get('exitCode')}"
+            return message, detail
+    return None
 
 
 def _retry_or_fail(b: _Builder, reason: str, message: str) -> Decision:

