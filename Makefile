@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TESTENV := testenv/scripts/testenv.sh
 PYTEST_ARGS ?=
 
-.PHONY: install test unit integration demo demo-stop testenv-up testenv-down testenv-build crds bench bench-validation bench-jobs clean
+.PHONY: install test unit integration demo demo-stop testenv-up testenv-down testenv-build agent crds bench bench-validation bench-jobs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ install: $(STAMP)
 
 testenv-build:
 	testenv/scripts/build.sh
+
+agent: install
+	testenv/scripts/build_agent.sh
 
 testenv-up:
 	@$(TESTENV) up

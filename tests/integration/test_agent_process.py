@@ -435,3 +435,13 @@ def test_bad_invocation_means_exit_125(agent: AgentHarness):
     assert ran.returncode == 125
     assert ran.stderr[-1]["error"] == "The agent could not start"
     assert "outputPrefix" in ran.stderr[-1]["detail"]
+
+
+def test_run_as_drops_privileges_for_the_program(agent: AgentHarness):
+    assert os.geteuid() == 0, "the agent is root here, as in a shimmed grand-challenge image"
+    agent.invocation()
+    assert agent.prepare().returncode == 0
+    ran = agent.run("/bin/sh", "-c", "id -u; id -g; id -G", COMPONENT_OPERATOR_RUN_AS="65534:65534")
+    assert ran.returncode == 0, ran.raw_stderr
+    assert ran.program("stdout") == ["65534", "65534", "65534"]
+    assert agent.result().return_code == 0

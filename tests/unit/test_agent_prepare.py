@@ -225,3 +225,111 @@ def test_reset_directory(tmp_path):
     prep.reset_directory(root)
     assert root.is_dir() and list(root.iterdir()) == []
     assert tmp_path.exists()
+
+
+class FakeStore:
+    """download_file over a dict of objects, as ObjectStore does it."""
+
+    def __init__(self, objects: dict[str, bytes]):
+        self.objects = objects
+
+    def download_file(self, uri, path, *, max_bytes=None, sha256=False):
+        import hashlib
+
+        from component_operator.adapters.s3 import ObjectNotFoundError, ObjectTooLargeError
+
+        if uri not in self.objects:
+            raise ObjectNotFoundError(f"{uri}: NoSuchKey", uri=uri, code="NoSuchKey")
+        data = self.objects[uri]
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ObjectTooLargeError(uri, len(data), max_bytes)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+        return len(data), hashlib.sha256(data).hexdigest() if sha256 else None
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def run_prepare(tmp_path, inputs, objects, **extra):
+    from component_operator.agent.invocation import Invocation, Roots
+    from component_operator.agent.logs import AgentLog
+
+    invocation = Invocation.model_validate({
+        "jobId": "ns/j/u/0", "inputs": inputs, "inputsJson": [{"x": 1}], "outputPrefix": "s3://outputs/p/",
+        "resultUri": "s3://outputs/r.json", "timeLimitSeconds": 10, **extra,
+    })
+    roots = Roots(input=tmp_path / "input", output=tmp_path / "output", model=tmp_path / "model",
+                  ground_truth=tmp_path / "gt", agent_dir=tmp_path / "agent")
+    out = io.StringIO()
+    used = prep.prepare(invocation, FakeStore(objects), roots, AgentLog("t", stdout=out, stderr=out))
+    return roots, used
+
+
+def test_prepare_stages_every_kind_of_input(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("weights.bin")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"www"))
+    objects = {"s3://inputs/t.csv": b"a,b\n", "s3://inputs/img/ct.mha": b"MHA", "s3://inputs/z.zip": zip_bytes(
+        {"top/x.txt": b"x", "top/y.txt": b"yy"}), "s3://inputs/model.tar.gz": buffer.getvalue()}
+    inputs = [
+        {"interface": "v", "relativePath": "v.json", "superKind": "Value", "kind": "JSON", "value": {"a": [1]}},
+        {"interface": "t", "relativePath": "t.csv", "prefix": "job-1/output", "superKind": "File", "kind": "CSV",
+         "source": "s3://inputs/t.csv"},
+        {"interface": "ct", "relativePath": "images/ct", "superKind": "Image", "kind": "IMG",
+         "source": "s3://inputs/img/ct.mha"},
+        {"interface": "z", "relativePath": "bundle/z.zip", "superKind": "File", "kind": "ZIP",
+         "source": "s3://inputs/z.zip", "decompress": True},
+    ]
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "stale-from-before").write_text("old")
+    roots, used = run_prepare(tmp_path, inputs, objects, model="s3://inputs/model.tar.gz")
+    assert files_below(roots.input) == ["bundle/x.txt", "bundle/y.txt", "images/ct/ct.mha", "inputs.json",
+                                        "job-1/output/t.csv", "v.json"]
+    assert (roots.input / "v.json").read_text() == '{"a": [1]}'
+    assert (roots.input / "inputs.json").read_text() == '[{"x": 1}]'
+    assert (roots.model / "weights.bin").read_bytes() == b"www"
+    assert used == len('{"a": [1]}') + 4 + 3 + 3
+    assert [p.name for p in roots.agent_dir.iterdir()] == ["agent"]  # the staging area is gone
+
+
+def test_prepare_refuses_collisions(tmp_path):
+    objects = {"s3://inputs/z.zip": zip_bytes({"v.json": b"from the zip", "other.txt": b"1"})}
+    inputs = [
+        {"interface": "z", "relativePath": "z.zip", "superKind": "File", "kind": "ZIP", "source": "s3://inputs/z.zip",
+         "decompress": True},
+        {"interface": "v", "relativePath": "v.json", "superKind": "Value", "kind": "JSON", "value": 1},
+    ]
+    with pytest.raises(PrepareError) as err:
+        run_prepare(tmp_path / "a", inputs, objects)
+    assert err.value.message == "Input 'v' could not be staged" and "already exists" in err.value.detail
+    objects = {"s3://inputs/z.zip": zip_bytes({"inputs.json": b"[]", "other.txt": b"1"})}
+    with pytest.raises(PrepareError, match="inputs.json could not be written"):
+        run_prepare(tmp_path / "b", inputs[:1], objects)
+
+
+def test_prepare_reports_a_missing_input(tmp_path):
+    inputs = [{"interface": "t", "relativePath": "t.csv", "superKind": "File", "kind": "CSV",
+               "source": "s3://inputs/gone.csv"}]
+    with pytest.raises(PrepareError) as err:
+        run_prepare(tmp_path, inputs, {})
+    assert err.value.message == "Input 't' could not be found in object storage"
+    assert err.value.interface == "t"
+
+
+def test_install_agent_copies_a_shipped_static_binary(tmp_path, monkeypatch):
+    shipped = tmp_path / "component-operator-agent"
+    shipped.write_bytes(b"\x7fELF static agent")
+    monkeypatch.setenv("COMPONENT_OPERATOR_AGENT_BINARY", str(shipped))
+    path = prep.install_agent(tmp_path / "agent-dir")
+    assert path.read_bytes() == shipped.read_bytes() and stat.S_IMODE(path.stat().st_mode) == 0o555
+    monkeypatch.setenv("COMPONENT_OPERATOR_AGENT_BINARY", str(tmp_path / "missing"))
+    with pytest.raises(PrepareError, match="The agent could not be installed"):
+        prep.install_agent(tmp_path / "agent-dir-2")

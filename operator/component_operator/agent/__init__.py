@@ -13,8 +13,9 @@ Commands (``component-operator agent …`` or the static ``component-operator-ag
 
 ``prepare``
     init container ``prepare`` (the operator's image). Copies the agent itself to
-    ``$COMPONENT_OPERATOR_AGENT_DIR/agent`` (mode 0555; the static binary when frozen, else a
-    shell wrapper around this interpreter), empties ``INPUT_ROOT``, stages every input to
+    ``$COMPONENT_OPERATOR_AGENT_DIR/agent`` (mode 0555; ``$COMPONENT_OPERATOR_AGENT_BINARY`` when
+    set, else the static binary when frozen, else a shell wrapper around this interpreter,
+    which only works where that interpreter exists: tests), empties ``INPUT_ROOT``, stages every input to
     ``INPUT_ROOT/<prefix>/<relativePath>`` (Value: ``json.dumps(value)``; File: downloaded;
     Image: ``…/<relativePath>/<basename of the source key>``; ZIP with ``decompress``:
     extracted into the parent directory of its path, common prefix, ``__MACOSX``,
@@ -23,7 +24,8 @@ Commands (``component-operator agent …`` or the static ``component-operator-ag
     into ``MODEL_ROOT`` and ``groundTruth`` into ``GROUND_TRUTH_ROOT`` (tarfile ``data`` filter).
     Exit 0, or 1 with ONE JSON line on stderr:
     ``{"log", "level": "ERROR", "source": "stderr", "internal": false, "task", "error", "detail",
-    "interface"}`` (``error`` is the user-facing message, grand-challenge's where it has one:
+    "interface", "retryable"}`` (``retryable``: the object store was unreachable, not the
+    user's fault; ``error`` is the user-facing message, grand-challenge's where it has one:
     ``Input zip file could not be extracted``, ``Contents of zip file too large``,
     ``Could not set up model: Tarfile could not be extracted`` …; the same line is written
     to ``/dev/termination-log`` when that file exists).
@@ -61,6 +63,8 @@ Environment:
 ``COMPONENT_OPERATOR_MODEL_ROOT``          default ``/opt/ml/model``
 ``COMPONENT_OPERATOR_GROUND_TRUTH_ROOT``   default ``/opt/ml/input/data/ground_truth``
 ``COMPONENT_OPERATOR_AGENT_DIR``           shared emptyDir, default ``/agent``
+``COMPONENT_OPERATOR_AGENT_BINARY``        ``prepare`` only, optional: the static agent to install
+                                           when ``prepare`` itself is not the static binary
 ``COMPONENT_OPERATOR_RUN_AS``              optional ``uid[:gid]`` for the program (root agent only)
 =========================================  ==================================================
 

@@ -95,8 +95,7 @@ def cmd_prepare(env: Mapping[str, str]) -> int:
         fail(log, "The inputs could not be read from object storage", str(err),
              retryable=isinstance(err, TemporaryS3Error), env=env)
         return 1
-    except Exception as err:  # noqa: BLE001 - reported, never a traceback for users
-        log.internal(f"unexpected {type(err).__name__}: {err}", "ERROR")
+    except Exception as err:  # noqa: BLE001 - reported (one line), never a traceback for users
         fail(log, MSG_UNEXPECTED, f"{type(err).__name__}: {err}", env=env)
         return 1
     return 0

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..adapters.s3 import ObjectNotFoundError, ObjectTooLargeError, parse_uri
-from .invocation import INPUTS_JSON, InputItem, Invocation, Roots
+from .invocation import ENV_AGENT_BINARY, INPUTS_JSON, InputItem, Invocation, Roots
 from .logs import AgentLog
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,7 +70,14 @@ class PrepareError(Exception):
 
 
 def agent_executable_source() -> Path | None:
-    """The file to copy when frozen: the static (staticx) binary, else PyInstaller's executable."""
+    """The file to install: ``COMPONENT_OPERATOR_AGENT_BINARY`` (a static agent shipped next to a
+    non-frozen ``prepare``), else this static (staticx) binary, else PyInstaller's executable;
+    None when not frozen (then a wrapper around this interpreter is installed)."""
+    shipped = os.environ.get(ENV_AGENT_BINARY)
+    if shipped:
+        if not os.path.isfile(shipped):
+            raise PrepareError("The agent could not be installed", f"{ENV_AGENT_BINARY}={shipped!r} is not a file")
+        return Path(shipped)
     static = os.environ.get("STATICX_PROG_PATH")
     if static and os.path.isfile(static):
         return Path(static)
@@ -360,27 +367,35 @@ def _download(store: "ObjectStore", item: InputItem, target: Path, budget: Budge
     return size
 
 
+def _claim(target: Path, root: Path, interface: str | None) -> Path:
+    """``target``'s parents created; refuses a path another input (or an archive) already took."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        what = f"Input {interface!r} could not be staged" if interface else f"{target.name} could not be written"
+        raise PrepareError(what, f"{target} already exists: another input (or a ZIP archive) put a file there",
+                           interface)
+    if not _inside(root, target.parent):
+        raise PrepareError(f"Input {interface!r} could not be staged", f"{target} is outside {root}", interface)
+    return target
+
+
 def stage_input(store: "ObjectStore", item: InputItem, input_root: Path, staging: Path, budget: Budget,
                 invocation: Invocation, log: AgentLog) -> None:
     target = input_root / item.target if item.target else input_root
     if item.super_kind == "Value":
         data = json.dumps(item.value).encode("utf-8")
         budget.charge(len(data), f"input {item.interface!r} (inline value)", item.interface)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with _create_exclusive(target) as out:
+        with _create_exclusive(_claim(target, input_root, item.interface)) as out:
             out.write(data)
         log.internal(f"staged the value of input {item.interface!r} at {target}")
         return
     if item.super_kind == "Image":
         name = posixpath.basename(parse_uri(item.source).key)
         target.mkdir(parents=True, exist_ok=True)
-        _download(store, item, target / name, budget, log)
+        _download(store, item, _claim(target / name, input_root, item.interface), budget, log)
         return
     if not item.decompress:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() or target.is_symlink():
-            raise PrepareError(f"Input {item.interface!r} could not be staged", f"{target} already exists", item.interface)
-        _download(store, item, target, budget, log)
+        _download(store, item, _claim(target, input_root, item.interface), budget, log)
         return
     archive = staging / f"{len(budget.items)}.zip"
     size = _download(store, item, archive, budget, log)
@@ -429,7 +444,7 @@ def prepare(invocation: Invocation, store: "ObjectStore", roots: Roots, log: Age
         for item in invocation.inputs:
             stage_input(store, item, roots.input, staging, budget, invocation, log)
         inputs_json = json.dumps(invocation.inputs_json).encode("utf-8")
-        with _create_exclusive(roots.input / INPUTS_JSON) as out:
+        with _create_exclusive(_claim(roots.input / INPUTS_JSON, roots.input, None)) as out:
             out.write(inputs_json)
         if invocation.model:
             stage_tarball(store, invocation.model, roots.model, staging, max_bytes=invocation.max_input_bytes,
