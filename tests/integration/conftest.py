@@ -224,6 +224,19 @@ def ready_image(custom, good_image_ref):
     return make
 
 
+def ensure_interfaces(custom, specs: dict[str, dict]) -> None:
+    """Create cluster-scoped ComponentInterfaces; existing ones (409) are fine."""
+    from component_operator import GROUP, VERSION
+
+    for name, spec in specs.items():
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentInterface", "metadata": {"name": name}, "spec": spec}
+        try:
+            custom.create_cluster_custom_object(GROUP, VERSION, "componentinterfaces", body)
+        except client.exceptions.ApiException as err:
+            if err.status != 409:
+                raise
+
+
 @pytest.fixture(scope="session")
 def job_interfaces(custom):
     """Cluster-scoped interfaces used by the job tests (it-bbox: 2D bounding box, it-prob: Float)."""
@@ -233,13 +246,7 @@ def job_interfaces(custom):
         "it-bbox": {"kind": "2D bounding box", "relativePath": "it-bbox.json", "title": "IT bounding box"},
         "it-prob": {"kind": "Float", "relativePath": "it-prob.json"},
     }
-    for name, spec in specs.items():
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentInterface", "metadata": {"name": name}, "spec": spec}
-        try:
-            custom.create_cluster_custom_object(GROUP, VERSION, "componentinterfaces", body)
-        except client.exceptions.ApiException as err:
-            if err.status != 409:
-                raise
+    ensure_interfaces(custom, specs)
     yield specs
 
 

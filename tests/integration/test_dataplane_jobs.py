@@ -17,7 +17,7 @@ from kubernetes import client
 
 from component_operator import GROUP, VERSION
 
-from .conftest import OperatorProcess, wait_until
+from .conftest import OperatorProcess, ensure_interfaces, wait_until
 from .test_jobs import BBOX, get_job, wait_phase
 
 ALGORITHM = r'''
@@ -52,13 +52,7 @@ INTERFACES = {
 @pytest.fixture(scope="module")
 def dataplane_operator(testenv, custom, operator_process, tmp_path_factory):
     """Swap the session's operator for one with the data plane on, then swap back."""
-    for name, spec in INTERFACES.items():
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentInterface", "metadata": {"name": name}, "spec": spec}
-        try:
-            custom.create_cluster_custom_object(GROUP, VERSION, "componentinterfaces", body)
-        except client.exceptions.ApiException as err:
-            if err.status != 409:
-                raise
+    ensure_interfaces(custom, INTERFACES)
     workdir = tmp_path_factory.mktemp("dataplane-operator")
     config = workdir / "config.yaml"
     config.write_text(

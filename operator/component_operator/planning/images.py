@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ..api.image import ImportStatus
 from .conditions import get_condition, set_condition
 
 PLATFORM_OS = "linux"
@@ -41,14 +42,14 @@ DUPLICATE_MESSAGE = (
     "Please re-activate the existing container image or upload a new version."
 )
 
-# grand-challenge's ImportStatusChoices (display names).
-INITIALIZED = "Initialized"
-QUEUED = "Queued"
-RE_QUEUED = "Re-Queued"
-STARTED = "Started"
-CANCELLED = "Cancelled"
-FAILED = "Failed"
-COMPLETED = "Completed"
+# grand-challenge's ImportStatusChoices (display names), as the API model spells them.
+INITIALIZED = ImportStatus.INITIALIZED.value
+QUEUED = ImportStatus.QUEUED.value
+RE_QUEUED = ImportStatus.RE_QUEUED.value
+STARTED = ImportStatus.STARTED.value
+CANCELLED = ImportStatus.CANCELLED.value
+FAILED = ImportStatus.FAILED.value
+COMPLETED = ImportStatus.COMPLETED.value
 FINISHED = frozenset({FAILED, COMPLETED, CANCELLED})
 
 #: Seconds between retries after a transient registry error (attempt n uses entry min(n, last)).
