@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
@@ -64,6 +65,16 @@ def _sanitize(obj: Any) -> dict[str, Any]:
     return api().sanitize_for_serialization(obj)
 
 
+def _raw(response: Any) -> dict[str, Any]:
+    """The JSON body of a call made with ``_preload_content=False``.
+
+    The official client would otherwise build typed models (V1Pod …) that we only turn back
+    into dicts. (Measured with bench/bench_jobs.py: no visible change in the operator's CPU;
+    kept because it is simpler, not because it is faster.)
+    """
+    return json.loads(response.data)
+
+
 async def get_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
     objects = client.CustomObjectsApi(api())
     try:
@@ -93,12 +104,11 @@ async def patch_cluster_status(plural: str, name: str, status: dict[str, Any]) -
 async def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
     core = client.CoreV1Api(api())
     try:
-        pod = await _run(core.read_namespaced_pod, name, namespace)
+        return _raw(await _run(core.read_namespaced_pod, name, namespace, _preload_content=False))
     except ApiException as err:
         if err.status == 404:
             return None
         raise
-    return _sanitize(pod)
 
 
 def _owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
@@ -108,7 +118,7 @@ def _owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
 async def get_secret(namespace: str, name: str) -> dict[str, Any] | None:
     core = client.CoreV1Api(api())
     try:
-        return _sanitize(await _run(core.read_namespaced_secret, name, namespace))
+        return _raw(await _run(core.read_namespaced_secret, name, namespace, _preload_content=False))
     except ApiException as err:
         if err.status == 404:
             return None
@@ -134,13 +144,13 @@ async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
     }[kind]
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(_POOL, functools.partial(create, namespace, body))
+        await loop.run_in_executor(_POOL, functools.partial(create, namespace, body, _preload_content=False))
     except ApiException as err:
         if err.status != 409:
             if err.status == 429 or (err.status or 0) >= 500:
                 raise TemporaryError(f"create {kind} {name}: API {err.status}") from err
             raise
-        existing = _sanitize(await _run(read, name, namespace))
+        existing = _raw(await _run(read, name, namespace, _preload_content=False))
         if not _owned_by(existing, owner_uid):
             raise OwnershipError(f"{kind} {namespace}/{name} exists and is not owned by this job") from err
 
