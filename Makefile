@@ -1,6 +1,6 @@
 # component-operator developer commands. Everything runs from a fresh clone:
 #   make demo   set up everything (venv, control plane, CRDs, operator) and run the demo
-#   make test   run every test tier that this machine can run (unit + integration)
+#   make test   run every test tier: unit, integration (kwok nodes), e2e (the real node)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TESTENV := testenv/scripts/testenv.sh
 PYTEST_ARGS ?=
 
-.PHONY: install test unit integration demo demo-stop testenv-up testenv-down testenv-build agent crds bench bench-validation bench-jobs clean
+.PHONY: install test unit integration e2e images bench-realnode demo demo-stop testenv-up testenv-down testenv-build agent crds bench bench-validation bench-jobs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ crds: install
 	$(BIN)/component-operator crds --write crds/
 
 test: install
-	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -43,13 +43,20 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
+e2e: install
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The project's OCI images (pause, operator with the static agent, test algorithms); cached.
+images: install
+	$(BIN)/python testenv/images/build.py build
+
 demo: install
 	scripts/demo.sh
 
 demo-stop:
 	scripts/demo.sh stop
 
-bench: bench-validation bench-jobs
+bench: bench-validation bench-jobs bench-realnode
 
 bench-validation: install
 	$(BIN)/python bench/bench_validation.py
@@ -57,6 +64,10 @@ bench-validation: install
 bench-jobs: install
 	@$(TESTENV) up >/dev/null
 	$(BIN)/python bench/bench_jobs.py --jobs 500
+
+bench-realnode: install
+	@$(TESTENV) up >/dev/null
+	$(BIN)/python bench/bench_realnode.py --runs 5
 
 clean:
 	rm -rf $(VENV) build *.egg-info operator/*.egg-info

@@ -90,5 +90,31 @@ echo
 kubectl get iface
 echo
 kubectl get cjob -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,REASON:.status.reason,GPU:.spec.requiresGPUType,NODE:.status.runtimeMetrics.instance.node,ERROR:.status.errorMessage'
+
+say "9. a real algorithm on the real node (containerd + kubelet), outputs from the job's status"
+if [[ $(head -n 1 "$TESTENV_NODE_STATE") != running ]]; then
+  echo "the real node is not running on this machine:"; cat "$TESTENV_NODE_STATE"
+else
+  kubectl get node "$TESTENV_NODE_NAME" -L nvidia.com/gpu.product -L testenv/real-node
+  # Simulated pods cannot run the data-plane agent, so the operator now restarts with the
+  # real node's configuration (data plane on, job pods steered to the real node).
+  kill "$(cat "$TESTENV_DIR/operator.pid")" 2>/dev/null || true
+  wait_for 30 bash -c "! kill -0 $(cat "$TESTENV_DIR/operator.pid") 2>/dev/null"
+  COMPONENT_OPERATOR_S3_ACCESS_KEY=$TESTENV_S3_ACCESS_KEY COMPONENT_OPERATOR_S3_SECRET_KEY=$TESTENV_S3_SECRET_KEY \
+    setsid .venv/bin/component-operator run --standalone --config "$TESTENV_NODE_OPERATOR_CONFIG" \
+    --webhook local --webhook-cert "$TESTENV_WEBHOOK_CERT" --webhook-key "$TESTENV_WEBHOOK_KEY" \
+    --webhook-ca "$TESTENV_CA" >>"$OPLOG" 2>&1 </dev/null &
+  echo $! >"$TESTENV_DIR/operator.pid"
+  echo "operator restarted with $TESTENV_NODE_OPERATOR_CONFIG (pid $!)"
+  kubectl apply -f examples/real-node/namespace.yaml
+  kubectl delete cjob -n real-node segment-lesion --ignore-not-found >/dev/null
+  kubectl apply -f examples/real-node/algorithm.yaml
+  if wait_for 180 bash -c "kubectl get cjob -n real-node segment-lesion -o jsonpath='{.status.phase}' | grep -Eqx 'Succeeded|Failed'"; then
+    kubectl get cjob -n real-node -o wide
+    kubectl get cjob -n real-node segment-lesion -o json | $PY scripts/show_job.py
+  else
+    echo "segment-lesion did not finish in 180 s:"; kubectl get cjob -n real-node segment-lesion -o yaml | tail -n 40
+  fi
+fi
 echo
 echo "The operator keeps running (log: $OPLOG). Stop everything with: make demo-stop"

@@ -8,6 +8,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One control plane, one set of API clients and one operator for the whole session, whichever
+# tiers run (the fixtures start nothing unless a test asks for them).
+from .support.cluster import api_client, core, custom, namespace, operator_process, testenv  # noqa: E402,F401
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:

@@ -118,6 +118,10 @@ class OperatorConfig(BaseModel):
     """Explicit GPU type -> node selector; overrides the preset per type."""
     gpu_tolerations: list[Toleration] = Field(default_factory=lambda: [Toleration(key="nvidia.com/gpu")])
     gpu_resource_name: str = "nvidia.com/gpu"
+    pod_node_selector: dict[str, str] = Field(default_factory=dict)
+    """Added to every job pod's node selector (e.g. a pool for algorithms); GPU labels win."""
+    pod_tolerations: list[Toleration] = Field(default_factory=list)
+    """Added to every job pod (e.g. the taint of a dedicated node pool)."""
     cpu_request: str = "1"
     default_run_as_user: int = 1000
     """Used when an image's USER is a name that cannot be checked as non-root."""

@@ -10,6 +10,11 @@
 # sources, this script (the pins) and the Python version: a second run builds nothing.
 #
 # Usage: testenv/scripts/build_agent.sh        prints the binary's path on its last line
+#        testenv/scripts/build_agent.sh --freeze NAME SCRIPT
+#            freezes another program the same way, in the same build environment (the test
+#            images' algorithm, testenv/images/): SCRIPT is a self-contained Python file run as
+#            __main__, its imports decide what is bundled; cached the same way, under
+#            $CACHE/agent/<key>/NAME; the smoke test after the build is `NAME --help`.
 # Settings: COMPONENT_OPERATOR_CACHE (default ~/.cache/component-operator),
 #           AGENT_BUILD_PYTHON (an interpreter built with --enable-shared; default: the base
 #           interpreter of the project's .venv, else python3).
@@ -18,6 +23,16 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE_ROOT=${COMPONENT_OPERATOR_CACHE:-$HOME/.cache/component-operator}
 AGENT_CACHE=$CACHE_ROOT/agent
+NAME=component-operator-agent
+ENTRY=""          # the program to freeze; empty: the agent's entry script, written below
+SMOKE=(version)   # run on the result before it is cached
+if [[ ${1:-} == --freeze ]]; then
+  if [[ $# -ne 3 || ! -f $3 || ! $2 =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]]; then
+    echo "usage: $0 [--freeze NAME SCRIPT.py]" >&2
+    exit 2
+  fi
+  NAME=$2 ENTRY=$(cd "$(dirname "$3")" && pwd)/$(basename "$3") SMOKE=(--help)
+fi
 
 # Build tools (the optional dependency group "agent-build" in pyproject.toml pins the same).
 # setuptools stays below 81: staticx still imports pkg_resources (staticx issue 295).
@@ -58,16 +73,22 @@ if [[ $("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("Py_ENABL
 fi
 PY_VERSION=$("$PYTHON" -c 'import platform; print(platform.python_version())')
 
-SOURCES=(
-  "$REPO/operator/component_operator/__init__.py"
-  "$REPO/operator/component_operator/adapters/__init__.py"
-  "$REPO/operator/component_operator/adapters/s3.py"
-  "$REPO"/operator/component_operator/agent/*.py
-  "$0"
-)
-KEY=$({ cat "${SOURCES[@]}"; echo "$PY_VERSION ${BUILD_PINS[*]} ${RUNTIME_PINS[*]} $(uname -m)"; } | sha256sum | cut -c1-16)
+if [[ -n $ENTRY ]]; then
+  SOURCES=("$ENTRY" "$0")
+  PATHEX=$(dirname "$ENTRY")
+else
+  SOURCES=(
+    "$REPO/operator/component_operator/__init__.py"
+    "$REPO/operator/component_operator/adapters/__init__.py"
+    "$REPO/operator/component_operator/adapters/s3.py"
+    "$REPO"/operator/component_operator/agent/*.py
+    "$0"
+  )
+  PATHEX=$REPO/operator
+fi
+KEY=$({ cat "${SOURCES[@]}"; echo "$NAME $PY_VERSION ${BUILD_PINS[*]} ${RUNTIME_PINS[*]} $(uname -m)"; } | sha256sum | cut -c1-16)
 OUT_DIR=$AGENT_CACHE/$KEY
-OUT=$OUT_DIR/component-operator-agent
+OUT=$OUT_DIR/$NAME
 
 if [[ -x $OUT ]]; then
   echo "$OUT"
@@ -95,7 +116,9 @@ fi
 
 WORK=$(mktemp -d "$AGENT_CACHE/.work-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-cat >"$WORK/component_operator_agent.py" <<'EOF'
+if [[ -z $ENTRY ]]; then
+  ENTRY=$WORK/component_operator_agent.py
+  cat >"$ENTRY" <<'EOF'
 """Entry point of the static agent: `component-operator-agent prepare|run -- PROGRAM|version`."""
 import sys
 
@@ -104,6 +127,7 @@ from component_operator.agent.main import main
 if __name__ == "__main__":
     sys.exit(main())
 EOF
+fi
 
 # A spec file rather than command-line options, for one extra step: staticx refuses shared
 # libraries with RPATH/RUNPATH tags (staticx issue 188), which interpreters built by pyenv
@@ -116,8 +140,8 @@ cat >"$WORK/agent.spec" <<SPEC
 import os, shutil, subprocess
 
 a = Analysis(
-    [os.path.join(r"$WORK", "component_operator_agent.py")],
-    pathex=[r"$REPO/operator"],
+    [r"$ENTRY"],
+    pathex=[r"$PATHEX"],
     excludes=["tkinter", "unittest", "pydoc", "doctest"],
 )
 fixed_dir = os.path.join(r"$WORK", "norpath")
@@ -143,11 +167,11 @@ a.binaries = without_rpath(a.binaries)
 pyz = PYZ(a.pure)
 # The bootstrap modules that unpack the archive (zlib, _struct) are added by PYZ, not Analysis.
 pyz.dependencies = without_rpath(pyz.dependencies)
-exe = EXE(pyz, a.scripts, a.binaries, a.datas, [], name="component-operator-agent", debug=False,
+exe = EXE(pyz, a.scripts, a.binaries, a.datas, [], name="$NAME", debug=False,
           strip=True, upx=False, console=True, runtime_tmpdir=None)
 SPEC
 
-log "building the agent (key $KEY) with PyInstaller ..."
+log "building $NAME (key $KEY) with PyInstaller ..."
 export PATH="$VENV/bin:$PATH" PYTHONDONTWRITEBYTECODE=1 SOURCE_DATE_EPOCH=315532800
 (
   cd "$WORK"
@@ -155,16 +179,16 @@ export PATH="$VENV/bin:$PATH" PYTHONDONTWRITEBYTECODE=1 SOURCE_DATE_EPOCH=315532
     --distpath "$WORK/dist" --workpath "$WORK/build" "$WORK/agent.spec" >&2
 )
 log "making it static with staticx ..."
-nice -n 10 "$VENV/bin/staticx" --strip "$WORK/dist/component-operator-agent" "$WORK/component-operator-agent" >&2
-"$WORK/component-operator-agent" version >&2
+nice -n 10 "$VENV/bin/staticx" --strip "$WORK/dist/$NAME" "$WORK/$NAME" >&2
+"$WORK/$NAME" "${SMOKE[@]}" >&2
 
 mkdir -p "$OUT_DIR"
-mv -f "$WORK/component-operator-agent" "$OUT.tmp"
+mv -f "$WORK/$NAME" "$OUT.tmp"
 chmod 0755 "$OUT.tmp"
 mv -f "$OUT.tmp" "$OUT"
 log "built $(stat -c %s "$OUT") bytes in $((SECONDS - start))s"
 # Keep the three newest builds (other checkouts may still use an older one); drop the rest.
-ls -1dt "$AGENT_CACHE"/*/component-operator-agent 2>/dev/null | tail -n +4 | while read -r old; do
+ls -1dt "$AGENT_CACHE"/*/"$NAME" 2>/dev/null | tail -n +4 | while read -r old; do
   rm -rf "$(dirname "$old")"
 done
 for old in "$AGENT_CACHE"/build-venv-*; do

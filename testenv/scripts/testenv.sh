@@ -27,6 +27,9 @@ COMPONENTS=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok mini
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset HTTPS_PROXY HTTP_PROXY https_proxy http_proxy
 
+# shellcheck source=realnode.sh
+source "$HERE/scripts/realnode.sh"
+
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -62,6 +65,14 @@ healthy() {
   apiserver_ready >/dev/null 2>&1 || return 1
   curl -fsS "http://127.0.0.1:$S3_PORT/minio/health/live" >/dev/null 2>&1 || return 1
   curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null 2>&1 || return 1
+  realnode_healthy
+}
+
+cert() { # name subject extensions: a key and a certificate signed by the testenv CA (cwd: $PKI)
+  openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
+  openssl req -new -key "$1.key" -subj "$2" -out "$1.csr" 2>/dev/null
+  printf '%b' "$3" >"$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
 }
 
 make_pki() {
@@ -70,12 +81,6 @@ make_pki() {
     cd "$PKI"
     openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
     openssl req -x509 -new -key ca.key -subj "/CN=component-operator-testenv-ca" -days 30 -out ca.crt 2>/dev/null
-    cert() { # name subject extensions
-      openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
-      openssl req -new -key "$1.key" -subj "$2" -out "$1.csr" 2>/dev/null
-      printf '%b' "$3" >"$1.ext"
-      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
-    }
     cert apiserver "/CN=kube-apiserver" "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     cert admin "/O=system:masters/CN=testenv-admin" "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     cert webhook "/CN=127.0.0.1" "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
@@ -95,6 +100,7 @@ contexts:
   context: {cluster: testenv, user: testenv-admin, namespace: default}
 current-context: testenv
 EOK
+  realnode_pki
 }
 
 kwok_config() { # our settings + kwok's standard stages (from the module cache) + our outcome stages
@@ -157,7 +163,7 @@ up() {
     --service-account-key-file="$PKI/sa.key" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC --allow-privileged=true \
     --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
-    --cert-dir="$DIR/apiserver-certs" --feature-gates=PodLogsQuerySplitStreams=true "${qps[@]}"
+    --cert-dir="$DIR/apiserver-certs" --feature-gates=PodLogsQuerySplitStreams=true "${qps[@]}" $(realnode_apiserver_flags)
   wait_for "kube-apiserver readyz" 90 apiserver_ready
 
   cat >"$DIR/scheduler.yaml" <<EOK
@@ -186,7 +192,7 @@ EOK
 
   mkdir -p "$DIR/s3"
   MINIO_ROOT_USER=$S3_USER MINIO_ROOT_PASSWORD=$S3_PASSWORD MINIO_BROWSER=off MINIO_UPDATE=off \
-    start minio "$bin/minio" server --quiet --address "127.0.0.1:$S3_PORT" "$DIR/s3"
+    start minio "$bin/minio" server --quiet --address ":$S3_PORT" "$DIR/s3"   # pods reach it via the bridge
 
   cat >"$DIR/registry.yaml" <<EOK
 version: 0.1
@@ -207,6 +213,7 @@ EOK
   wait_for "kube-apiserver default namespace" 30 kubectl get namespace default
   kubectl apply -f "$HERE/kwok/nodes.yaml" >/dev/null
   wait_for "kwok nodes Ready" 90 kubectl wait --for=condition=Ready node --all --timeout=5s
+  realnode_up "$t0"
   write_env
   log "up in $((SECONDS - t0))s: $(kubectl get nodes --no-headers | wc -l) nodes; logs in $DIR"
   echo "$DIR/admin.kubeconfig"
@@ -224,12 +231,19 @@ export TESTENV_REGISTRY=127.0.0.1:$REGISTRY_PORT
 export TESTENV_WEBHOOK_CERT=$PKI/webhook.crt
 export TESTENV_WEBHOOK_KEY=$PKI/webhook.key
 export TESTENV_CA=$PKI/ca.crt
+export TESTENV_NODE_STATE=$DIR/node/state
+export TESTENV_NODE_NAME=$NODE_NAME
+export TESTENV_NODE_SOCKET=$NODE_RUN/containerd.sock
+export TESTENV_NODE_IMAGES=$DIR/node/images.json
+export TESTENV_NODE_OPERATOR_CONFIG=$DIR/node/operator-config.yaml
+export TESTENV_POD_S3_ENDPOINT=http://$NODE_GATEWAY:$S3_PORT
 EOK
 }
 
 down() {
   [[ -d $DIR ]] || { log "nothing to stop"; return 0; }
   local i c pid f
+  realnode_down
   # Processes started next to the environment (the demo's operator) go first.
   for f in "$DIR"/*.pid; do
     c=$(basename "$f" .pid)
@@ -277,7 +291,7 @@ case ${1:-} in
   up) lock; up ;;
   reload-kwok) lock; reload_kwok ;;
   down) lock; down ;;
-  status) healthy && log "healthy" ;;
+  status) healthy && log "healthy; real node: $(head -n 1 "$DIR/node/state")" ;;
   env) [[ -f $DIR/env ]] && cat "$DIR/env" || die "not running (no $DIR/env)" ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
 esac

@@ -71,6 +71,27 @@ def test_gpu_selector_resource_and_toleration(preset, gpu, selector):
     assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
+def test_pool_selector_and_tolerations_apply_to_every_pod():
+    config = OperatorConfig.model_validate({
+        "podNodeSelector": {"example.org/pool": "algorithms", "nvidia.com/gpu.product": "ignored-for-gpu-jobs"},
+        "podTolerations": [{"key": "example.org/pool", "operator": "Equal", "value": "algorithms"}],
+    })
+    cpu_job, gpu_job = job(), job(requiresGPUType="T4")
+    cpu = build_pod(cpu_job, image(), 0, build_inputs_configmap(cpu_job, 0, INTERFACES)[1], config)["spec"]
+    gpu = build_pod(gpu_job, image(), 0, build_inputs_configmap(gpu_job, 0, INTERFACES)[1], config)["spec"]
+    pool = {"key": "example.org/pool", "operator": "Equal", "value": "algorithms", "effect": "NoSchedule"}
+    assert cpu["nodeSelector"] == {"example.org/pool": "algorithms", "nvidia.com/gpu.product": "ignored-for-gpu-jobs"}
+    assert cpu["tolerations"] == [pool]
+    # The GPU type's labels win over the pool's; both tolerations are kept.
+    assert gpu["nodeSelector"] == {"example.org/pool": "algorithms", "nvidia.com/gpu.product": "Tesla-T4"}
+    assert gpu["tolerations"] == [pool, {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_cpu_pods_have_no_selector_by_default():
+    spec = _pod()["spec"]
+    assert "nodeSelector" not in spec and "tolerations" not in spec
+
+
 def test_gpu_mapping_override():
     config = OperatorConfig(gpu_node_labels={"T4": {"example.org/gpu": "t4"}})
     assert config.node_selector_for("T4") == {"example.org/gpu": "t4"}

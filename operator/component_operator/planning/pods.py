@@ -253,9 +253,12 @@ def build_pod(
     }
     if config.object_storage is not None:
         _wire_data_plane(pod_spec, container, job, image_status, attempt, config)
-    if gpu_type:
-        pod_spec["nodeSelector"] = config.node_selector_for(gpu_type)
-        pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in config.gpu_tolerations]
+    node_selector = {**config.pod_node_selector, **config.node_selector_for(gpu_type)}
+    tolerations = [*config.pod_tolerations, *(config.gpu_tolerations if gpu_type else [])]
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in tolerations]
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -1,0 +1,1 @@
+"""The local test environment (a package only so that tests can import testenv.images.oci)."""
