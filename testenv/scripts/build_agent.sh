@@ -179,7 +179,9 @@ export PATH="$VENV/bin:$PATH" PYTHONDONTWRITEBYTECODE=1 SOURCE_DATE_EPOCH=315532
     --distpath "$WORK/dist" --workpath "$WORK/build" "$WORK/agent.spec" >&2
 )
 log "making it static with staticx ..."
-nice -n 10 "$VENV/bin/staticx" --strip "$WORK/dist/$NAME" "$WORK/$NAME" >&2
+# Uncompressed: xz-decompressing the bundle cost about 0.35 s at every start (measured with
+# `version`: 0.8 s compressed, 0.5 s not), twice per job; the image layer is gzip'ed anyway.
+nice -n 10 "$VENV/bin/staticx" --no-compress --strip "$WORK/dist/$NAME" "$WORK/$NAME" >&2
 "$WORK/$NAME" "${SMOKE[@]}" >&2
 
 mkdir -p "$OUT_DIR"
