@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 testenv-build:
-	testenv/scripts/build.sh
+	@testenv/scripts/build.sh >/dev/null
 
 agent: install
 	testenv/scripts/build_agent.sh
@@ -34,21 +34,22 @@ testenv-down:
 crds: install
 	$(BIN)/component-operator crds --write crds/
 
-test: install
+# The Go builds and the images are made before pytest: cold, they take longer than a test's timeout.
+test: install testenv-build images
 	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: install
+integration: install testenv-build
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
-e2e: install
+e2e: install testenv-build images
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 # The project's OCI images (pause, operator with the static agent, test algorithms); cached.
 images: install
-	$(BIN)/python testenv/images/build.py build
+	@$(BIN)/python testenv/images/build.py build >/dev/null
 
 demo: install
 	scripts/demo.sh

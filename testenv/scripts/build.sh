@@ -63,6 +63,6 @@ build_one() {
 }
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(k8s kwok minio registry crane)
+[[ ${#tools[@]} -gt 0 ]] || tools=(k8s kubelet kwok minio registry crane)
 for t in "${tools[@]}"; do build_one "$t"; done
 echo "$CACHE_ROOT/bin"
