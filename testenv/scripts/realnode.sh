@@ -252,7 +252,6 @@ realnode_up() {
 
 realnode_failed() {
   local nd; nd=$(node_dir)
-  echo "failed: $1" >"$nd/state"
   log "real node failed: $1; logs: $nd/../kubelet.log, $nd/../containerd.log"
   [[ -f $DIR/kubelet.log ]] && tail -n 15 "$DIR/kubelet.log" >&2
   realnode_down
