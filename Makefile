@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TESTENV := testenv/scripts/testenv.sh
 PYTEST_ARGS ?=
 
-.PHONY: install test unit integration e2e images bench-realnode demo demo-stop testenv-up testenv-down testenv-build agent crds bench bench-validation bench-jobs clean
+.PHONY: install test unit integration e2e images bench-realnode demo demo-stop testenv-up testenv-down testenv-build agent crds dist bench bench-validation bench-jobs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,22 @@ testenv-up:
 testenv-down:
 	@$(TESTENV) down
 
+# The CRDs from the pydantic models, and their copies in the Helm chart (templates/crds/).
 crds: install
 	$(BIN)/component-operator crds --write crds/
+	$(BIN)/python scripts/sync_chart_crds.py
+
+# dist/install.yaml: the chart rendered with its default values, for `kubectl apply --server-side`.
+# helm template creates no namespace, so a Namespace manifest comes first.
+dist:
+	@mkdir -p dist
+	@helm=$$(testenv/scripts/build.sh helm | tail -n 1)/helm && { \
+	  printf '%s\n' '# component-operator $(shell sed -n "s/^appVersion: *//p" charts/component-operator/Chart.yaml | tr -d \") (rendered by make dist)' \
+	    'apiVersion: v1' 'kind: Namespace' 'metadata:' '  name: component-operator' '  labels:' \
+	    '    pod-security.kubernetes.io/enforce: restricted'; \
+	  $$helm template component-operator charts/component-operator --namespace component-operator; \
+	} > dist/install.yaml.tmp && mv dist/install.yaml.tmp dist/install.yaml
+	@echo dist/install.yaml
 
 # The Go builds and the images are made before pytest: cold, they take longer than a test's timeout.
 test: install testenv-build images

@@ -8,24 +8,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 from dataclasses import dataclass, field
 
 from .config import OperatorConfig, load_config
+
+#: kopf's peering lifetime: how long a replica that died without saying goodbye (SIGKILL, a
+#: lost node) keeps the others paused. kopf refreshes its record 5-10 s before it expires.
+PEERING_LIFETIME_SECONDS = 20
 
 
 @dataclass
 class RunOptions:
     namespaces: list[str] = field(default_factory=list)
     standalone: bool = False
+    peering: str | None = None
+    """Name of the ClusterKopfPeering (KopfPeering per namespace when namespaced) shared by the replicas."""
+    priority: int = 0
     verbose: bool = False
     metrics_port: int = 8080
     webhook: str = "none"
+    """none | local (on 127.0.0.1, for a control plane on this host) | cluster (behind a Service)."""
     liveness: str | None = None
     metrics_addr: str = "127.0.0.1"
     webhook_cert: str | None = None
     webhook_key: str | None = None
     webhook_ca: str | None = None
     webhook_port: int = 9443
+    webhook_secret: str | None = None
+    """cluster mode without --webhook-cert: the Secret (in webhook_namespace) where the operator keeps its own CA and certificate."""
+    webhook_service: str | None = None
+    webhook_namespace: str | None = None
+    webhook_configuration: str | None = None
+    """The ValidatingWebhookConfiguration whose caBundle the operator keeps current."""
+    config_path: str | None = None
     config: OperatorConfig = field(default_factory=OperatorConfig)
 
 
@@ -33,46 +50,36 @@ class RunOptions:
 OPTIONS = RunOptions()
 
 
-def run_operator(
-    *,
-    namespaces: list[str],
-    standalone: bool,
-    verbose: bool,
-    metrics_port: int,
-    webhook: str,
-    liveness: str | None,
-    config_path: str | None = None,
-    metrics_addr: str = "127.0.0.1",
-    webhook_cert: str | None = None,
-    webhook_key: str | None = None,
-    webhook_ca: str | None = None,
-    webhook_port: int = 9443,
-) -> int:
+def parse_priority(value: str) -> int:
+    """``random`` gives each replica its own priority: kopf freezes every peer on a tie."""
+    if value == "random":
+        return 1 + secrets.randbelow(1_000_000)
+    return int(value)
+
+
+def run_operator(options: RunOptions) -> int:
     import kopf
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
-    OPTIONS.namespaces = namespaces
-    OPTIONS.standalone = standalone
-    OPTIONS.verbose = verbose
-    OPTIONS.metrics_port = metrics_port
-    OPTIONS.webhook = webhook
-    OPTIONS.liveness = liveness
-    OPTIONS.metrics_addr = metrics_addr
-    OPTIONS.webhook_cert, OPTIONS.webhook_key, OPTIONS.webhook_ca = webhook_cert, webhook_key, webhook_ca
-    OPTIONS.webhook_port = webhook_port
-    OPTIONS.config = load_config(config_path)
-    if webhook != "none":
+    if options.webhook_namespace is None:
+        options.webhook_namespace = os.environ.get("POD_NAMESPACE") or "default"
+    options.config = load_config(options.config_path)
+    for name in RunOptions.__dataclass_fields__:
+        setattr(OPTIONS, name, getattr(options, name))
+    if options.webhook != "none":
         from .handlers import admission  # noqa: F401  (registers the validating webhook)
-    kopf.configure(verbose=verbose)
+    kopf.configure(verbose=options.verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         asyncio.run(
             kopf.operator(
-                clusterwide=not namespaces,
-                namespaces=namespaces,
-                standalone=standalone,
-                liveness_endpoint=liveness,
+                clusterwide=not options.namespaces,
+                namespaces=options.namespaces,
+                standalone=options.standalone,
+                peering_name=options.peering,
+                priority=options.priority,
+                liveness_endpoint=options.liveness,
             )
         )
     except KeyboardInterrupt:

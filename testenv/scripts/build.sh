@@ -29,6 +29,10 @@ etcd=go.etcd.io/etcd/server/v3"
 LDFLAGS[k8s]=$K8S_LDFLAGS
 PKGS[kubelet]="kubelet=k8s.io/kubernetes/cmd/kubelet"
 LDFLAGS[kubelet]=$K8S_LDFLAGS
+PKGS[kube-proxy]="kube-proxy=k8s.io/kubernetes/cmd/kube-proxy"
+LDFLAGS[kube-proxy]=$K8S_LDFLAGS
+PKGS[helm]="helm=helm.sh/helm/v4/cmd/helm"
+LDFLAGS[helm]="-s -w"
 PKGS[kwok]="kwok=sigs.k8s.io/kwok/cmd/kwok"
 LDFLAGS[kwok]="-s -w"
 PKGS[minio]="minio=github.com/minio/minio"
@@ -63,6 +67,6 @@ build_one() {
 }
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(k8s kubelet kwok minio registry crane)
+[[ ${#tools[@]} -gt 0 ]] || tools=(k8s kubelet kube-proxy kwok minio registry crane helm)
 for t in "${tools[@]}"; do build_one "$t"; done
 echo "$CACHE_ROOT/bin"

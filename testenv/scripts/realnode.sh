@@ -28,7 +28,8 @@ NODE_GATEWAY=10.88.0.1
 NODE_GPU_PRODUCT=Tesla-T4          # nvidia-gfd label of the T4 type: GPU jobs for T4 may land here
 NODE_GPUS=4
 CNI_BIN_DIR=/usr/lib/cni
-NODE_PACKAGES=(containerd runc containernetworking-plugins)
+NODE_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack)
+SERVICE_CIDR=10.0.0.0/24           # the apiserver's --service-cluster-ip-range
 
 node_dir() { echo "$DIR/node"; }
 ctr_node() { ctr --address "$NODE_RUN/containerd.sock" --namespace k8s.io "$@"; }
@@ -47,7 +48,7 @@ realnode_preflight() {
   fi
   grep -qw overlay /proc/filesystems 2>/dev/null || echo "the kernel has no overlay filesystem (containerd's overlayfs snapshotter needs it)"
   [[ -e /dev/kmsg ]] || echo "/dev/kmsg is missing (the kubelet's OOM watcher reads it)"
-  for c in containerd containerd-shim-runc-v2 ctr runc; do
+  for c in containerd containerd-shim-runc-v2 ctr runc iptables ip6tables iptables-restore; do
     command -v "$c" >/dev/null || echo "'$c' is not installed (Debian: apt-get install ${NODE_PACKAGES[*]})"
   done
   for c in bridge host-local loopback; do
@@ -63,7 +64,8 @@ realnode_preflight() {
 
 # Installs the runtime from Debian when it is missing and this machine can (root + apt-get).
 realnode_install() {
-  command -v containerd >/dev/null && command -v runc >/dev/null && [[ -x $CNI_BIN_DIR/bridge ]] && return 0
+  command -v containerd >/dev/null && command -v runc >/dev/null && [[ -x $CNI_BIN_DIR/bridge ]] \
+    && command -v iptables >/dev/null && command -v conntrack >/dev/null && return 0
   [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || return 0
   log "installing ${NODE_PACKAGES[*]} from Debian (once per machine)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${NODE_PACKAGES[@]}" >"$(node_dir)/apt.log" 2>&1 \
@@ -131,6 +133,9 @@ state = "$NODE_RUN/containerd"
   # Images are imported ahead of time; anything else comes from the local registry over HTTP.
   [plugins."io.containerd.grpc.v1.cri".registry.mirrors."127.0.0.1:${REGISTRY_PORT}"]
     endpoint = ["http://127.0.0.1:${REGISTRY_PORT}"]
+  # The same registry under the address pods use for it (images the in-cluster operator inspected).
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${NODE_GATEWAY}:${REGISTRY_PORT}"]
+    endpoint = ["http://127.0.0.1:${REGISTRY_PORT}"]
 EOK
   cat >"$nd/kubelet.yaml" <<EOK
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -166,6 +171,21 @@ nodeStatusUpdateFrequency: 5s
 syncFrequency: 10s
 fileCheckFrequency: 20s
 containerLogMaxSize: 10Mi
+EOK
+  # Services on the real node: the operator's pod reaches the API server through the
+  # `kubernetes` Service, and the API server reaches the webhook through its Service.
+  cat >"$nd/kube-proxy.yaml" <<EOK
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection: {kubeconfig: "$DIR/kubelet.kubeconfig"}
+hostnameOverride: "$NODE_NAME"
+clusterCIDR: $NODE_SUBNET
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: ["127.0.0.1/32"]
+conntrack: {maxPerCore: 0}          # leave the host's conntrack table size alone
 EOK
 }
 
@@ -204,6 +224,43 @@ podTolerations: [{key: testenv/real-node, operator: Exists, effect: NoSchedule}]
 EOK
 }
 
+kubernetes_service_routed() { # kube-proxy has programmed the Service of the API server
+  iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- "-d 10.0.0.1/32"
+}
+
+# The operator image's tag reference (for the chart), from the build's JSON.
+realnode_operator_image() {
+  python3 -c 'import json, sys
+for image in json.load(open(sys.argv[1]))["images"]:
+    if image["name"] == "component-operator":
+        print(image["tag_ref"])' "$(node_dir)/images.json"
+}
+
+# Values for charts/component-operator on this environment: the operator on the real node,
+# reaching MinIO through the bridge's gateway, its job pods on the real node too. The
+# object-storage credentials come from a Secret named component-operator-s3 (keys accessKey,
+# secretKey) that whoever installs the chart creates in the release namespace.
+realnode_chart_values() {
+  local image repository tag
+  image=$(realnode_operator_image)
+  repository=${image%:*} tag=${image##*:}
+  cat >"$(node_dir)/chart-values.yaml" <<EOK
+# Written by testenv.sh: charts/component-operator on the testenv's real node.
+image: {repository: "$repository", tag: "$tag", pullPolicy: IfNotPresent}
+nodeSelector: {testenv/real-node: "true"}
+tolerations: [{key: testenv/real-node, operator: Exists, effect: NoSchedule}]
+objectStorage: {existingSecret: component-operator-s3, accessKeyKey: accessKey, secretKeyKey: secretKey}
+config:
+  resyncSeconds: 3
+  objectStorage:
+    endpoint: http://$NODE_GATEWAY:$S3_PORT
+    podEndpoint: http://$NODE_GATEWAY:$S3_PORT
+    bucket: component-jobs
+  podNodeSelector: {testenv/real-node: "true"}
+  podTolerations: [{key: testenv/real-node, operator: Exists, effect: NoSchedule}]
+EOK
+}
+
 kubelet_ready() {
   [[ $(kubectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
@@ -228,7 +285,7 @@ realnode_up() {
     log "continuing with the simulated nodes only"
     return 0
   fi
-  bin=$("$HERE/scripts/build.sh" kubelet | tail -n 1)
+  bin=$("$HERE/scripts/build.sh" kubelet kube-proxy | tail -n 1)
   realnode_configs
   rm -rf "${NODE_RUN:?}"/containerd "$NODE_RUN/containerd.sock"
   start containerd containerd --config "$nd/containerd.toml" --log-level warn
@@ -244,7 +301,13 @@ realnode_up() {
   kubectl patch node "$NODE_NAME" --subresource=status --type=json \
     -p "[{\"op\":\"add\",\"path\":\"/status/capacity/nvidia.com~1gpu\",\"value\":\"$NODE_GPUS\"}]" >/dev/null
   wait_for "kubelet nvidia.com/gpu allocatable" 30 gpu_capacity || { realnode_failed "nvidia.com/gpu never became allocatable"; return $?; }
+  start kube-proxy "$bin/kube-proxy" --config="$nd/kube-proxy.yaml" --v=1
+  wait_for "kube-proxy healthz" 60 curl -fsS http://127.0.0.1:10256/healthz \
+    || { realnode_failed "kube-proxy did not become healthy"; return $?; }
+  wait_for "kube-proxy rules for the kubernetes Service" 60 kubernetes_service_routed \
+    || { realnode_failed "the kubernetes Service is not routed by kube-proxy"; return $?; }
   realnode_operator_config
+  realnode_chart_values
   echo "running" >"$nd/state"
   echo "$((SECONDS - t0))" >"$nd/ready-seconds"
   log "real node $NODE_NAME Ready $((SECONDS - t0))s after the start of up"
@@ -286,6 +349,9 @@ stop_pid() { # name: TERM, wait up to 5 s, KILL
 realnode_down() {
   local id ns p
   [[ -d $NODE_RUN || -d $NODE_LIB || -f $DIR/kubelet.pid ]] || return 0
+  stop_pid kube-proxy
+  local kp=${COMPONENT_OPERATOR_CACHE:-$HOME/.cache/component-operator}/bin/kube-proxy
+  [[ -x $kp ]] && "$kp" --cleanup >/dev/null 2>&1 || true   # removes its iptables chains
   stop_pid kubelet
   if alive containerd; then
     for id in $(ctr_node tasks ls -q 2>/dev/null); do ctr_node tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true; done

@@ -22,7 +22,8 @@ S3_PORT=${TESTENV_S3_PORT:-9000}
 REGISTRY_PORT=${TESTENV_REGISTRY_PORT:-5000}
 S3_USER=testenv
 S3_PASSWORD=testenv-secret-key
-# Order matters: started in this order, stopped in reverse.
+# Order matters: started in this order, stopped in reverse. (The real node's containerd, kubelet
+# and kube-proxy are started and stopped by realnode.sh.)
 COMPONENTS=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok minio registry)
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset HTTPS_PROXY HTTP_PROXY https_proxy http_proxy
@@ -81,7 +82,7 @@ make_pki() {
     cd "$PKI"
     openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
     openssl req -x509 -new -key ca.key -subj "/CN=component-operator-testenv-ca" -days 30 -out ca.crt 2>/dev/null
-    cert apiserver "/CN=kube-apiserver" "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+    cert apiserver "/CN=kube-apiserver" "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1,IP:$NODE_GATEWAY\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     cert admin "/O=system:masters/CN=testenv-admin" "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     cert webhook "/CN=127.0.0.1" "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     openssl genrsa -out sa.key 2048 2>/dev/null
@@ -155,14 +156,25 @@ up() {
     --auto-compaction-retention=1 --quota-backend-bytes=8589934592 --log-level=warn
   wait_for "etcd health" 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
+  # Who did what, for the operator's ServiceAccounts only (the RBAC test reads it); the rest is noise.
+  cat >"$DIR/audit-policy.yaml" <<EOK
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+EOK
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" --etcd-prefix=/registry \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --bind-address=0.0.0.0 --advertise-address="$NODE_GATEWAY" --secure-port="$API_PORT" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" --client-ca-file="$PKI/ca.crt" \
     --service-account-issuer="https://127.0.0.1:$API_PORT" \
     --service-account-key-file="$PKI/sa.key" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC --allow-privileged=true \
-    --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
+    --endpoint-reconciler-type=lease --audit-policy-file="$DIR/audit-policy.yaml" --audit-log-path="$DIR/audit.log" \
+    --audit-log-maxsize=200 --audit-log-maxbackup=1 \
     --cert-dir="$DIR/apiserver-certs" --feature-gates=PodLogsQuerySplitStreams=true "${qps[@]}" $(realnode_apiserver_flags)
   wait_for "kube-apiserver readyz" 90 apiserver_ready
 
@@ -201,7 +213,7 @@ storage:
   filesystem: {rootdirectory: "$DIR/registry"}
   delete: {enabled: true}
 http:
-  addr: "127.0.0.1:$REGISTRY_PORT"
+  addr: ":$REGISTRY_PORT"   # pods (the operator's, in the cluster) reach it through the bridge
 EOK
   OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true start registry "$bin/registry" serve "$DIR/registry.yaml"
 
@@ -228,6 +240,7 @@ export TESTENV_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 export TESTENV_S3_ACCESS_KEY=$S3_USER
 export TESTENV_S3_SECRET_KEY=$S3_PASSWORD
 export TESTENV_REGISTRY=127.0.0.1:$REGISTRY_PORT
+export TESTENV_POD_REGISTRY=$NODE_GATEWAY:$REGISTRY_PORT
 export TESTENV_WEBHOOK_CERT=$PKI/webhook.crt
 export TESTENV_WEBHOOK_KEY=$PKI/webhook.key
 export TESTENV_CA=$PKI/ca.crt
@@ -237,6 +250,9 @@ export TESTENV_NODE_SOCKET=$NODE_RUN/containerd.sock
 export TESTENV_NODE_IMAGES=$DIR/node/images.json
 export TESTENV_NODE_OPERATOR_CONFIG=$DIR/node/operator-config.yaml
 export TESTENV_POD_S3_ENDPOINT=http://$NODE_GATEWAY:$S3_PORT
+export TESTENV_AUDIT_LOG=$DIR/audit.log
+export TESTENV_CHART_VALUES=$DIR/node/chart-values.yaml
+export TESTENV_OPERATOR_IMAGE=$(realnode_operator_image 2>/dev/null)
 EOK
 }
 

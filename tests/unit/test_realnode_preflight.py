@@ -38,8 +38,8 @@ def preflight(tmp_path: Path, *, uid: int | None = None, cni_dir: Path | None = 
 
 def test_missing_runtime_and_plugins_are_named(tmp_path):
     reasons = preflight(tmp_path)
-    for program in ("containerd", "containerd-shim-runc-v2", "ctr", "runc"):
-        assert f"'{program}' is not installed (Debian: apt-get install containerd runc containernetworking-plugins)" in reasons
+    for program in ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "iptables"):
+        assert f"'{program}' is not installed (Debian: apt-get install containerd runc containernetworking-plugins iptables conntrack)" in reasons
     for plugin in ("bridge", "host-local", "loopback"):
         assert f"CNI plugin {tmp_path}/cni/{plugin} is missing (Debian: apt-get install containernetworking-plugins)" in reasons
 

@@ -1,8 +1,12 @@
-"""The testenv's own images (testenv/images/): the OCI writer, the image definitions, the
-grand-challenge-style algorithm run as a plain script, and the C programs compiled and run.
+"""The testenv's own images (testenv/images/): the OCI writer (layers of files and of whole
+directory trees, tree diffs, unpacking), the image definitions (the operator's three-layer
+image, its base image, the single-binary images), the top-level Dockerfile's agreement with
+them, the grand-challenge-style algorithm run as a plain script, and the C programs compiled
+and run.
 
-Nothing here needs a cluster, a registry or containerd, and the slow frozen/static builds of
-``build.py build`` are not run (the C programs are compiled here with the same flags, which
+Nothing here needs root, a cluster, a registry or containerd, and the slow parts of
+``build.py build`` (debootstrap, the virtualenv, the frozen/static builds) are not run: the
+trees are small temporary ones (the C programs are compiled here with the same flags, which
 takes well under a second each).
 """
 
@@ -13,7 +17,10 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import re
 import resource
+import stat
 import shutil
 import signal
 import subprocess
@@ -122,6 +129,124 @@ def test_archive_names_the_image_for_ctr_import(tmp_path):
     assert oci.ref_annotations("localhost:5000/a/b")[oci.OCI_REF_NAME] == "latest"
 
 
+def make_tree(root: Path) -> Path:
+    """A small root filesystem: modes, a sticky directory, symbolic and hard links, names that
+    sort differently by path and by directory walk (``a-b`` before ``a/``)."""
+    for d in ("a/sub", "tmp", "usr/bin", "private"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    (root / "private").chmod(0o700)
+    (root / "a/sub/data").write_bytes(b"data\n")
+    (root / "a-b").write_bytes(b"first of the hard links\n")
+    os.link(root / "a-b", root / "a/hard")
+    (root / "usr/bin/tool").write_bytes(b"#!/bin/sh\n")
+    (root / "usr/bin/tool").chmod(0o4755)
+    (root / "bin").symlink_to("usr/bin")
+    (root / "usr/bin/dangling").symlink_to("/nowhere/at/all")
+    return root
+
+
+def members(layer: oci.Layer) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(layer.blob.data)) as tar:
+        found = tar.getmembers()
+    names = [m.name for m in found]
+    assert names == sorted(names) and {m.mtime for m in found} == {0} and {m.uname for m in found} | {m.gname for m in found} == {""}
+    return {m.name: m for m in found}
+
+
+def test_tree_layer_keeps_modes_links_and_owners_and_is_deterministic(tmp_path):
+    root = make_tree(tmp_path / "root")
+    first = oci.write_layer(oci.tree(root), tmp_path / "one.tar.gz")
+    os.utime(root / "a/sub/data", (1e9, 1e9))  # times do not count
+    second = oci.write_layer(oci.tree(root), tmp_path / "two.tar.gz")
+    assert (first.blob.digest, first.diff_id) == (second.blob.digest, second.diff_id)
+    assert first.blob.size == (tmp_path / "one.tar.gz").stat().st_size and first.blob.media_type == oci.OCI_LAYER_GZIP
+    in_memory = oci.layer(oci.tree(root), level=6)  # the same bytes, streamed or not
+    assert in_memory.blob.data == (tmp_path / "one.tar.gz").read_bytes()
+    assert oci.sha256(gzip.decompress(in_memory.blob.data)) == first.diff_id
+    by_name = members(first)
+    assert list(by_name) == ["a", "a-b", "a/hard", "a/sub", "a/sub/data", "bin", "private", "tmp", "usr", "usr/bin",
+                             "usr/bin/dangling", "usr/bin/tool"]  # fmt: skip
+    assert by_name["a-b"].isfile() and by_name["a/hard"].islnk() and by_name["a/hard"].linkname == "a-b"
+    assert by_name["bin"].issym() and by_name["bin"].linkname == "usr/bin"
+    assert by_name["usr/bin/dangling"].linkname == "/nowhere/at/all"
+    assert by_name["tmp"].mode == 0o1777 and by_name["private"].mode == 0o700 and by_name["usr/bin/tool"].mode == 0o4755
+    assert {(m.uid, m.gid) for m in by_name.values()} == {(os.getuid(), os.getgid())}  # numeric, as on disk
+    prefixed = {f.name for f in oci.tree(root / "a", prefix="opt/x")}
+    assert prefixed == {"opt/x", "opt/x/hard", "opt/x/sub", "opt/x/sub/data"}
+
+
+def test_tree_refuses_special_files_unless_excluded(tmp_path):
+    root = make_tree(tmp_path / "root")
+    (root / "dev").mkdir()
+    os.mkfifo(root / "dev" / "fifo")
+    with pytest.raises(ValueError, match="fifo"):
+        oci.tree(root)
+    names = {f.name for f in oci.tree(root, exclude=("dev/*",))}
+    assert "dev" in names and "dev/fifo" not in names
+
+
+def test_hard_link_must_follow_its_target():
+    with pytest.raises(ValueError, match="hard link"):
+        oci.layer([oci.File("b", hardlink="a"), oci.File.dir("a")])  # "a" sorts first, but is not a regular file
+    assert members(oci.layer([oci.File("b", hardlink="a"), oci.File("a", b"x")]))["b"].linkname == "a"
+    with pytest.raises(ValueError, match="hard link"):
+        oci.layer([oci.File("a", hardlink="z"), oci.File("z", b"x")])
+
+
+def test_diff_layer_holds_changes_and_whiteouts_and_unpacks_to_the_upper_tree(tmp_path):
+    lower = make_tree(tmp_path / "lower")
+    (lower / "gone/deep").mkdir(parents=True)
+    (lower / "gone/deep/file").write_bytes(b"x")
+    (lower / "usr/bin/old").write_bytes(b"old")
+    (lower / "was-a-dir").mkdir()
+    (lower / "was-a-dir/child").write_bytes(b"c")
+    upper = tmp_path / "upper"
+    shutil.copytree(lower, upper, symlinks=True)
+    (upper / "a-b").unlink()
+    os.link(upper / "a/hard", upper / "a-b")  # copytree broke the hard link; keep it one
+    shutil.rmtree(upper / "gone")
+    (upper / "usr/bin/old").unlink()
+    (upper / "usr/bin/tool").write_bytes(b"#!/bin/bash")  # same size, other content
+    (upper / "a/sub/data").chmod(0o600)
+    (upper / "tmp/new").write_bytes(b"new\n")
+    shutil.rmtree(upper / "was-a-dir")
+    (upper / "was-a-dir").write_bytes(b"now a file")
+    files = oci.diff(lower, upper)
+    by_name = {f.name: f for f in files}
+    assert set(by_name) == {"a", "a/sub", "a/sub/data", "usr", "usr/bin", "usr/bin/tool", "usr/bin/.wh.old", "tmp", "tmp/new",
+                            ".wh.gone", "was-a-dir"}  # fmt: skip
+    assert by_name["tmp"].directory and by_name["tmp"].mode == 0o1777  # parents as they are above
+    assert by_name[".wh.gone"].data == b"" and by_name["a/sub/data"].mode == 0o600
+
+    base = oci.layer(oci.tree(lower))
+    change = oci.write_layer(files, tmp_path / "diff.tar.gz")
+    image = oci.image(oci.Config(), [base, change])
+    oci.write_layout(tmp_path / "layout", image.blobs, [image.descriptor(annotations=oci.ref_annotations(REF))])
+    assert os.stat(tmp_path / "layout/blobs/sha256" / change.blob.digest[7:]).st_ino == os.stat(tmp_path / "diff.tar.gz").st_ino
+    config = oci.unpack(tmp_path / "layout", tmp_path / "unpacked")
+    assert config["rootfs"]["diff_ids"] == [base.diff_id, change.diff_id]
+
+    def listing(root: Path) -> dict:
+        found = {}
+        for path in sorted(root.rglob("*")):
+            st = path.lstat()
+            kind = os.readlink(path) if path.is_symlink() else path.read_bytes() if path.is_file() else "dir"
+            found[path.relative_to(root).as_posix()] = (stat.S_IMODE(st.st_mode), kind)
+        return found
+
+    assert listing(tmp_path / "unpacked") == listing(upper)
+    assert os.stat(tmp_path / "unpacked/a-b").st_ino == os.stat(tmp_path / "unpacked/a/hard").st_ino
+
+
+def test_per_layer_history():
+    layers = [small_layer("one"), small_layer("two")]
+    config = json.loads(oci.image(oci.Config(history=["first", "second"]), layers).config.data)
+    assert [h["created_by"] for h in config["history"]] == ["first", "second"]
+    with pytest.raises(ValueError, match="history"):
+        oci.image(oci.Config(history=["only one"]), layers)
+
+
 # --- build.py ---------------------------------------------------------------------------------
 
 
@@ -135,19 +260,143 @@ def test_image_definitions(tmp_path):
         layout = tmp_path / "work" / definition.name
         manifest = json.loads(blob(layout, entry["digest"]))
         config = json.loads(blob(layout, manifest["config"]["digest"]))["config"]
-        assert config["Entrypoint"] == [definition.entrypoint]
+        assert config["Entrypoint"] == [definition.entrypoint] and len(manifest["layers"]) == 1
         assert is_root_user(config["User"]) == (definition.name == "runs-as-root"), definition.name
         with tarfile.open(tmp_path / "work" / f"{definition.name}.tar") as tar:
             index = json.load(tar.extractfile("index.json"))
         assert index["manifests"][0]["annotations"][oci.CONTAINERD_NAME] == entry["tag_ref"] == entry["ref"]
         assert entry["digest_ref"] == f"{entry['repository']}@{entry['digest']}"
-        assert entry["tar"] == str(tmp_path / "out" / f"{definition.name}.tar")
-    assert set(entries) == {"pause", "component-operator", "gc-algorithm", "memory-hog", "sleeper", "fail", "hello", "runs-as-root"}
+        assert entry["tar"] == str(tmp_path / "out" / f"{definition.name}.tar") and entry["imported"]
+    assert set(entries) == {"pause", "gc-algorithm", "memory-hog", "sleeper", "fail", "hello", "runs-as-root"}
     assert entries["pause"]["ref"] == "localhost/testenv/pause:1" and not entries["pause"]["pushed"]
     assert entries["gc-algorithm"]["ref"] == "reg.example:5000/testenv/gc-algorithm:1" and entries["gc-algorithm"]["pushed"]
-    assert entries["component-operator"]["ref"] == "reg.example:5000/testenv/component-operator:0.1.0"
     users = {d.name: d.user for d in build.definitions()}
-    assert (users["pause"], users["component-operator"], users["sleeper"]) == ("65535:65535", "65532:65532", "1000:1000")
+    assert (users["pause"], users["sleeper"]) == ("65535:65535", "1000:1000")
+
+
+def small_layer(name: str) -> oci.Layer:
+    return oci.layer([oci.File(f"{name}/file", f"{name}\n".encode())])
+
+
+def test_operator_image_is_base_venv_agent_and_runs_as_65532(tmp_path):
+    agent = tmp_path / "agent"
+    agent.write_bytes(b"\x7fELF the agent")
+    base, venv = small_layer("base"), small_layer("opt")
+    image = build.operator_image("9.8.7", "k3y", base, venv, agent)
+    assert [layer.blob.digest for layer in image.layers[:2]] == [base.blob.digest, venv.blob.digest]
+    layout = tmp_path / "layout"
+    entry = build.write_entry(build.OPERATOR, "9.8.7", image, "reg.example:5000", tmp_path, tmp_path / "out")
+    assert entry["ref"] == "reg.example:5000/testenv/component-operator:9.8.7" and entry["pushed"] and entry["imported"]
+    layout = tmp_path / build.OPERATOR
+    manifest = json.loads(blob(layout, entry["digest"]))
+    document = json.loads(blob(layout, manifest["config"]["digest"]))
+    config = document["config"]
+    assert config["User"] == "65532:65532" and not is_root_user(config["User"])
+    assert re.fullmatch(r"\d+:\d+", config["User"])  # numeric: the kubelet can check runAsNonRoot
+    assert config["Entrypoint"] == ["/opt/venv/bin/component-operator"] and config["Cmd"] == ["run"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["PATH"].split(":")[0] == "/opt/venv/bin" and "/usr/bin" in env["PATH"].split(":")
+    assert (env["PYTHONUNBUFFERED"], env["PYTHONDONTWRITEBYTECODE"]) == ("1", "1")
+    assert config["Labels"]["org.opencontainers.image.version"] == "9.8.7"
+    assert len(manifest["layers"]) == len(document["rootfs"]["diff_ids"]) == len(document["history"]) == 3
+    assert "venv" in document["history"][1]["created_by"]
+    with tarfile.open(fileobj=io.BytesIO(blob(layout, manifest["layers"][2]["digest"]))) as tar:
+        member = tar.getmember("usr/local/bin/component-operator-agent")
+        assert member.mode == 0o755 and tar.extractfile(member).read() == b"\x7fELF the agent"
+        assert [m.name for m in tar.getmembers()] == ["usr", "usr/local", "usr/local/bin", "usr/local/bin/component-operator-agent"]
+
+
+def test_base_image_shares_the_operator_images_first_layer(tmp_path):
+    base, tools = small_layer("base"), small_layer("tools")
+    image = build.base_image("k3y", base, tools)
+    operator = build.operator_image("1", "k3y", base, small_layer("opt"), Path(__file__))
+    assert image.layers[0].blob.digest == operator.layers[0].blob.digest  # pushed once
+    entry = build.write_entry(build.BASE, "k3y", image, "reg.example:5000", tmp_path, tmp_path / "out", imported=False)
+    assert entry["ref"] == "reg.example:5000/testenv/component-operator-base:k3y" and entry["pushed"] and not entry["imported"]
+    config = json.loads(image.config.data)
+    assert config["config"]["User"] == "0:0" and config["config"]["Cmd"] == ["/bin/bash"] and len(config["history"]) == 2
+
+
+def test_import_skips_images_not_meant_for_containerd(monkeypatch):
+    calls = []
+    monkeypatch.setattr(build, "run", lambda cmd, **kw: calls.append(cmd) or "a:1\na@sha256:1\n")
+    document = {"images": [{"tag_ref": "a:1", "digest_ref": "a@sha256:1", "tar": "a.tar", "imported": True},
+                           {"tag_ref": "b:1", "digest_ref": "b@sha256:2", "tar": "b.tar", "imported": False}]}
+    build.import_images(document, "/run/containerd.sock", "ctr")
+    assert [c[6:] for c in calls if "import" in c] == [["import", "--platform", "linux/amd64", "a.tar"]]
+
+
+def test_apt_mirror_comes_from_the_system_configuration(tmp_path):
+    sources = tmp_path / "debian.sources"
+    sources.write_text("""Types: deb
+# http://snapshot.example/archive
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+""")
+    assert build.apt_mirror((sources,)) == ("http://mirror.example/debian", "/usr/share/keyrings/debian-archive-keyring.gpg")
+    listing = tmp_path / "sources.list"
+    listing.write_text("# a comment\ndeb [arch=amd64 signed-by=/k.gpg] http://other.example/debian bookworm main contrib\n")
+    assert build.apt_mirror((tmp_path / "missing.sources", listing)) == ("http://other.example/debian", "/k.gpg")
+    with pytest.raises(build.BuildError, match="no Debian mirror"):
+        build.apt_mirror((sources,), suite="trixie")
+
+
+def test_clean_rootfs_keeps_copyrights_and_drops_lists_logs_docs(tmp_path):
+    files = ["var/lib/apt/lists/deb.example_Packages", "var/log/dpkg.log", "var/log/apt/history.log", "etc/passwd-",
+             "usr/share/doc/bash/copyright", "usr/share/doc/bash/README.gz", "usr/share/man/man1/bash.1.gz",
+             "usr/share/locale/de/LC_MESSAGES/bash.mo", "etc/hostname", "etc/resolv.conf", "etc/passwd", "usr/bin/bash"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    (tmp_path / "tmp").mkdir()
+    build.clean_rootfs(tmp_path)
+    left = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert left == {"usr/share/doc/bash/copyright", "etc/passwd", "usr/bin/bash", "etc/resolv.conf", "etc/hosts"}
+    assert (tmp_path / "etc/resolv.conf").read_text() == "" and stat.S_IMODE((tmp_path / "tmp").stat().st_mode) == 0o1777
+
+
+def test_project_sources_are_what_the_wheel_is_built_from():
+    sources = [p.relative_to(REPO).as_posix() for p in build.project_sources()]
+    assert sources[:2] == ["pyproject.toml", "README.md"] and "operator/component_operator/cli.py" in sources
+    assert not [s for s in sources if "__pycache__" in s or ".egg-info" in s]
+
+
+# --- the Dockerfile ---------------------------------------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) of the top-level Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    return [(m[1].upper(), m[2].strip()) for m in re.finditer(r"^(?!#)(\w+)\s+(.*)$", text, re.MULTILINE)]
+
+
+def test_dockerfile_builds_the_same_image_as_build_py():
+    instructions = dockerfile()
+    final = instructions[max(i for i, (op, _) in enumerate(instructions) if op == "FROM"):]
+    assert ("ARG", "BASE_IMAGE=debian:bookworm-slim") in instructions[:1]
+    assert [args for op, args in instructions if op == "FROM"] == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"]
+    assert ("USER", build.OPERATOR_USER) in final
+    assert ("ENTRYPOINT", json.dumps(build.OPERATOR_ENTRYPOINT)) in final and ("CMD", json.dumps(build.OPERATOR_CMD)) in final
+    env = " ".join(args for op, args in final if op == "ENV").split()
+    assert env == build.OPERATOR_ENV
+    assert ("ARG", f"VERSION={build.project_version()}") in final
+    copies = [args for op, args in final if op == "COPY"]
+    assert copies == [f"--from=build {build.VENV} {build.VENV}", f"--from=build /out/component-operator-agent {build.AGENT}"]
+    # the agent is built by the same script as the testenv's (its pins are pyproject's agent-build extra)
+    assert any("testenv/scripts/build_agent.sh" in args for op, args in instructions if op == "RUN")
+
+
+def test_dockerignore_keeps_the_context_small():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", ".git", "dist", "**/__pycache__", ".pytest_cache"} <= set(ignored)
+    assert not {"operator", "pyproject.toml", "README.md", "testenv"} & set(ignored)
 
 
 def test_tests_support_images_use_the_same_writer():

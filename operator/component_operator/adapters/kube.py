@@ -9,6 +9,7 @@ retry can fix (timeouts, 5xx, 429, conflicts), everything else propagates as une
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -220,3 +221,67 @@ async def post_event(obj: dict[str, Any], type_: str, reason: str, message: str)
         await _run(core.create_namespaced_event, meta.get("namespace") or "default", event)
     except Exception:  # noqa: BLE001 - an event that cannot be posted must not fail a reconcile
         pass
+
+
+async def put_secret(namespace: str, name: str, data: dict[str, str], type_: str, resource_version: str | None) -> None:
+    """Create the Secret, or replace it when ``resource_version`` (the version read) is given.
+
+    A concurrent writer makes this a 409, which is a ``TemporaryError``: read again and decide again.
+    """
+    core = client.CoreV1Api(api())
+    body = {"apiVersion": "v1", "kind": "Secret", "type": type_, "data": data,
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "component-operator"}}}
+    if resource_version is None:
+        await _run(core.create_namespaced_secret, namespace, body, _preload_content=False)
+    else:
+        body["metadata"]["resourceVersion"] = resource_version
+        await _run(core.replace_namespaced_secret, name, namespace, body, _preload_content=False)
+
+
+async def patch_webhook_ca_bundle(configuration: str, ca_bundle: bytes) -> bool:
+    """Set ``caBundle`` of every webhook in a ValidatingWebhookConfiguration; True when it changed.
+
+    Only that field is written (a JSON patch guarded by the resourceVersion read), so GitOps
+    tools that own the rest of the object see no other drift.
+    """
+    admission = client.AdmissionregistrationV1Api(api())
+    try:
+        current = _raw(await _run(admission.read_validating_webhook_configuration, configuration, _preload_content=False))
+    except ApiException as err:
+        if err.status == 404:
+            raise TemporaryError(f"ValidatingWebhookConfiguration {configuration} does not exist (yet)", delay=10.0) from err
+        raise
+    encoded = base64.b64encode(ca_bundle).decode()
+    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": current["metadata"]["resourceVersion"]}]
+    for i, webhook in enumerate(current.get("webhooks") or []):
+        if (webhook.get("clientConfig") or {}).get("caBundle") != encoded:
+            ops.append({"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": encoded})
+    if len(ops) == 1:
+        return False
+    await _run(admission.patch_validating_webhook_configuration, configuration, ops, _preload_content=False)
+    return True
+
+
+async def _create_unless_exists(fn: Callable[..., Any], *args: Any) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(_POOL, functools.partial(fn, *args, _preload_content=False))
+    except ApiException as err:
+        if err.status == 409:
+            return
+        if err.status == 429 or (err.status or 0) >= 500:
+            raise TemporaryError(f"API {err.status}: {err.reason}") from err
+        raise
+
+
+async def ensure_peering(name: str, namespaces: list[str]) -> None:
+    """kopf's mandatory peering needs its object; create it (cluster-wide or per namespace) if missing."""
+    objects = client.CustomObjectsApi(api())
+    body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+    if not namespaces:
+        await _create_unless_exists(objects.create_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings",
+                                    {**body, "kind": "ClusterKopfPeering"})
+    for namespace in namespaces:
+        await _create_unless_exists(objects.create_namespaced_custom_object, "kopf.dev", "v1", namespace, "kopfpeerings",
+                                    {**body, "kind": "KopfPeering"})

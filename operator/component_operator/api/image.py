@@ -16,7 +16,7 @@ from enum import Enum
 
 from pydantic import Field
 
-from .base import Condition, Model, StatusModel
+from .base import Condition, JsonObject, Model, StatusModel
 
 
 class ImportStatus(str, Enum):
@@ -84,3 +84,6 @@ class ComponentImageStatus(StatusModel):
     conditions: list[Condition] = Field(default_factory=list)
     """Ready: the image may be used by jobs."""
     observed_generation: int | None = None
+    kopf: JsonObject | None = None
+    """The operator's own bookkeeping (handler progress, the last handled spec), kept here so
+    that it never writes annotations on your object."""

@@ -113,3 +113,6 @@ class ComponentInterfaceStatus(StatusModel):
     """True once a job used the interface; overlay segments can then only be extended."""
     overlay_segments_in_use: list[OverlaySegment] | None = None
     """The overlay segments recorded when the interface was first used."""
+    kopf: JsonObject | None = None
+    """The operator's own bookkeeping (handler progress, the last handled spec), kept here so
+    that it never writes annotations on your object."""

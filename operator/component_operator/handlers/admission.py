@@ -15,7 +15,8 @@ from ..planning.inputs import check_inputs
 from .job import RECONCILER
 
 
-@kopf.on.validate(GROUP, VERSION, "componentinterfaces", operations=["CREATE", "UPDATE"], ignore_failures=True)
+@kopf.on.validate(GROUP, VERSION, "componentinterfaces", id="validate-interface", operations=["CREATE", "UPDATE"],
+                  ignore_failures=True)
 def validate_interface(spec, old, operation, **_) -> None:
     errors = [f"{e.field}: {e.message}" for e in kinds.check_interface(dict(spec))]
     if operation == "UPDATE" and old:
@@ -29,7 +30,7 @@ def validate_interface(spec, old, operation, **_) -> None:
         raise kopf.AdmissionError("; ".join(errors), code=422)
 
 
-@kopf.on.validate(GROUP, VERSION, "componentjobs", operations=["CREATE", "UPDATE"], ignore_failures=True)
+@kopf.on.validate(GROUP, VERSION, "componentjobs", id="validate-job", operations=["CREATE", "UPDATE"], ignore_failures=True)
 def validate_job(spec, old, operation, component_interfaces, **_) -> None:
     if operation == "UPDATE" and old and (old.get("spec") or {}).get("inputs") == spec.get("inputs"):
         return  # only cancel/annotations changed; inputs were checked when they were set

@@ -1,0 +1,78 @@
+"""GitOps safety: what a GitOps tool applied stays exactly what it applied.
+
+The examples are applied server-side (as Argo CD with ServerSideApply=true and Flux do), the
+operator reconciles them, and a server-side dry-run re-apply of the same files (`kubectl diff
+--server-side`) shows no difference: the operator writes status only, never spec, labels,
+annotations or finalizers of a user's object (kopf's own bookkeeping lives in status.kopf).
+The Argo CD health checks (gitops/argocd/) are then run by a real Lua interpreter on the
+statuses the operator wrote.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import yaml
+
+from component_operator import GROUP, VERSION
+
+from ..support.cluster import REPO, load_yaml_docs, wait_until
+
+EXAMPLES = ["interfaces.yaml", "image.yaml", "job.yaml", "gpu-job.yaml", "simulated-outcomes.yaml"]
+PLURALS = {"ComponentInterface": "componentinterfaces", "ComponentImage": "componentimages", "ComponentJob": "componentjobs"}
+
+
+def _documents(namespace: str) -> list[dict]:
+    docs = []
+    for name in EXAMPLES:
+        for doc in load_yaml_docs(REPO / "examples" / name):
+            doc = copy.deepcopy(doc)
+            if doc["kind"] != "ComponentInterface":
+                doc["metadata"]["namespace"] = namespace
+            docs.append(doc)
+    return docs
+
+
+def _live(custom, doc: dict) -> dict:
+    plural = PLURALS[doc["kind"]]
+    if doc["kind"] == "ComponentInterface":
+        return custom.get_cluster_custom_object(GROUP, VERSION, plural, doc["metadata"]["name"])
+    return custom.get_namespaced_custom_object(GROUP, VERSION, doc["metadata"]["namespace"], plural, doc["metadata"]["name"])
+
+
+def _reconciled(obj: dict) -> bool:
+    status = obj.get("status") or {}
+    if obj["kind"] == "ComponentJob":
+        return bool(status.get("phase"))
+    return bool(status.get("conditions"))
+
+
+def test_operator_never_writes_what_gitops_applied(testenv, custom, namespace, operator_process, tmp_path):
+    docs = _documents(namespace)
+    manifest = tmp_path / "examples.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    # Other tests may have made the shared interfaces: take them over, as a GitOps tool would.
+    testenv.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=gitops", "-f", str(manifest))
+    for doc in docs:
+        wait_until(lambda doc=doc: _reconciled(_live(custom, doc)), timeout=90,
+                   message=f"{doc['kind']} {doc['metadata']['name']} to be reconciled")
+    # Let jobs move on (their status changes several times) before comparing.
+    wait_until(lambda: all((_live(custom, d).get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled")
+                           for d in docs if d["kind"] == "ComponentJob"), timeout=120, message="the example jobs to end")
+
+    for doc in docs:
+        live = _live(custom, doc)
+        meta = live["metadata"]
+        applied = doc["metadata"]
+        assert (meta.get("annotations") or {}) == (applied.get("annotations") or {}), (doc["metadata"]["name"], meta)
+        assert (meta.get("labels") or {}) == (applied.get("labels") or {}), (doc["metadata"]["name"], meta)
+        assert not meta.get("finalizers"), meta
+        assert meta.get("generation") == 1, f"{doc['metadata']['name']}: spec was written after creation"
+        # Only the GitOps manager owns anything outside status.
+        for entry in meta.get("managedFields") or []:
+            if entry["manager"] != "gitops":
+                assert entry.get("subresource") == "status", json.dumps(entry)[:2000]
+
+    diff = testenv.kubectl("diff", "--server-side", "--field-manager=gitops", "-f", str(manifest), check=False)
+    assert diff.returncode == 0, f"a re-apply would change something:\n{diff.stdout[-4000:]}{diff.stderr[-2000:]}"
