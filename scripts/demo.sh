@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The demo: local control plane, CRDs, the operator as a local process (with its admission
-# webhook), the examples, and what the operator made of them. Run it through `make demo`.
+# webhook) for the simulated nodes, the examples, and what the operator made of them; then the
+# operator installed with its Helm chart on the real node, running a real algorithm.
+# Run it through `make demo`.
 #   scripts/demo.sh        set up and show
 #   scripts/demo.sh stop   stop the operator and the control plane
 set -euo pipefail
@@ -96,19 +98,28 @@ if [[ $(head -n 1 "$TESTENV_NODE_STATE") != running ]]; then
   echo "the real node is not running on this machine:"; cat "$TESTENV_NODE_STATE"
 else
   kubectl get node "$TESTENV_NODE_NAME" -L nvidia.com/gpu.product -L testenv/real-node
-  # Simulated pods cannot run the data-plane agent, so the operator now restarts with the
-  # real node's configuration (data plane on, job pods steered to the real node).
+  # Simulated pods cannot run the data-plane agent: the local process (the development loop)
+  # makes way for the operator installed as users install it, with the chart, on the real node.
   kill "$(cat "$TESTENV_DIR/operator.pid")" 2>/dev/null || true
   wait_for 30 bash -c "! kill -0 $(cat "$TESTENV_DIR/operator.pid") 2>/dev/null"
-  COMPONENT_OPERATOR_S3_ACCESS_KEY=$TESTENV_S3_ACCESS_KEY COMPONENT_OPERATOR_S3_SECRET_KEY=$TESTENV_S3_SECRET_KEY \
-    setsid .venv/bin/component-operator run --standalone --config "$TESTENV_NODE_OPERATOR_CONFIG" \
-    --webhook local --webhook-cert "$TESTENV_WEBHOOK_CERT" --webhook-key "$TESTENV_WEBHOOK_KEY" \
-    --webhook-ca "$TESTENV_CA" >>"$OPLOG" 2>&1 </dev/null &
-  echo $! >"$TESTENV_DIR/operator.pid"
-  echo "operator restarted with $TESTENV_NODE_OPERATOR_CONFIG (pid $!)"
+  kubectl create namespace component-operator --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl label --overwrite namespace component-operator pod-security.kubernetes.io/enforce=restricted >/dev/null
+  kubectl -n component-operator create secret generic component-operator-s3 --dry-run=client -o yaml \
+    --from-literal=accessKey="$TESTENV_S3_ACCESS_KEY" --from-literal=secretKey="$TESTENV_S3_SECRET_KEY" | kubectl apply -f - >/dev/null
+  # The CRDs were applied in step 2 with kubectl; the release takes them over.
+  for crd in $(kubectl get crd -o name | grep -E '\.(components\.grand-challenge\.org|kopf\.dev)$'); do
+    kubectl label --overwrite "$crd" app.kubernetes.io/managed-by=Helm >/dev/null
+    kubectl annotate --overwrite "$crd" meta.helm.sh/release-name=component-operator meta.helm.sh/release-namespace=component-operator >/dev/null
+  done
+  kubectl delete validatingwebhookconfiguration validate.components.grand-challenge.org --ignore-not-found >/dev/null
+  echo "helm upgrade --install component-operator charts/component-operator -f $TESTENV_CHART_VALUES"
+  helm upgrade --install component-operator charts/component-operator -n component-operator \
+    -f "$TESTENV_CHART_VALUES" --wait --timeout 5m
+  kubectl -n component-operator get pods -o wide
   kubectl apply -f examples/real-node/namespace.yaml
   kubectl delete cjob -n real-node segment-lesion --ignore-not-found >/dev/null
-  kubectl apply -f examples/real-node/algorithm.yaml
+  # Inside the cluster the local registry is reached through the bridge, not loopback.
+  sed "s#127.0.0.1:5000#$TESTENV_POD_REGISTRY#" examples/real-node/algorithm.yaml | kubectl apply -f -
   if wait_for 180 bash -c "kubectl get cjob -n real-node segment-lesion -o jsonpath='{.status.phase}' | grep -Eqx 'Succeeded|Failed'"; then
     kubectl get cjob -n real-node -o wide
     kubectl get cjob -n real-node segment-lesion -o json | $PY scripts/show_job.py
@@ -117,4 +128,5 @@ else
   fi
 fi
 echo
-echo "The operator keeps running (log: $OPLOG). Stop everything with: make demo-stop"
+echo "The operator keeps running (in the cluster: kubectl -n component-operator logs deploy/component-operator;"
+echo "the local process's log: $OPLOG). Stop everything with: make demo-stop"
