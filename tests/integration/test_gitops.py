@@ -17,6 +17,7 @@ import yaml
 
 from component_operator import GROUP, VERSION
 
+from ..support.argocd_health import health
 from ..support.cluster import REPO, load_yaml_docs, wait_until
 
 EXAMPLES = ["interfaces.yaml", "image.yaml", "job.yaml", "gpu-job.yaml", "simulated-outcomes.yaml"]
@@ -76,3 +77,16 @@ def test_operator_never_writes_what_gitops_applied(testenv, custom, namespace, o
 
     diff = testenv.kubectl("diff", "--server-side", "--field-manager=gitops", "-f", str(manifest), check=False)
     assert diff.returncode == 0, f"a re-apply would change something:\n{diff.stdout[-4000:]}{diff.stderr[-2000:]}"
+
+    # Argo CD's view of the same objects: its Lua health checks on the statuses the operator wrote.
+    expected_job = {"Succeeded": "Healthy", "Failed": "Degraded", "Cancelled": "Degraded"}
+    for doc in docs:
+        live = _live(custom, doc)
+        verdict = health(live)
+        status = live.get("status") or {}
+        if doc["kind"] == "ComponentJob":
+            assert verdict["status"] == expected_job[status["phase"]], (doc["metadata"]["name"], status, verdict)
+        else:
+            ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+            assert verdict["status"] in ({"Healthy"} if ready["status"] == "True" else {"Degraded", "Progressing"}), verdict
+        assert verdict["message"], verdict
