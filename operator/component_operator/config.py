@@ -89,8 +89,14 @@ class ObjectStorage(BaseModel):
     """Where job inputs, outputs and signed results live (any S3-compatible store).
 
     Credentials are read by the operator from COMPONENT_OPERATOR_S3_ACCESS_KEY and
-    COMPONENT_OPERATOR_S3_SECRET_KEY (set them from a Secret) and copied into a per-job Secret
-    that only the job's agent reads.
+    COMPONENT_OPERATOR_S3_SECRET_KEY (and COMPONENT_OPERATOR_S3_SESSION_TOKEN for temporary
+    ones; set them from a Secret in the operator's namespace) and never leave the operator:
+    each job attempt's Secret holds only presigned GET URLs of its input objects and a signed
+    POST policy for its own prefix (``jobs/<namespace>/<name>/<uid>/<attempt>/``, objects of at
+    most ``maxOutputBytes``), valid for the job's scheduling timeout + time limit + 20 minutes
+    (at most SigV4's 7 days). They are signed for ``podEndpoint`` (SigV4 signs the host), so it
+    must be the URL pods really use, and the region must be the store's. Temporary credentials
+    must outlive that lifetime, or the URLs die with them.
     """
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
@@ -142,6 +148,19 @@ class OperatorConfig(BaseModel):
     """JSON outputs stored in status are limited (the object is limited to ~1.5 MiB)."""
     resync_seconds: float = 15.0
     """Every non-terminal job is reconciled at least this often (timeouts, missed events)."""
+    validation_seconds: float = Field(5.0, gt=0)
+    """CPU budget of one validation check in a worker process (one input value, one interface's
+    schema and example value); a check still running after this is stopped and the field it was
+    checking is refused with a message naming this setting."""
+    validation_memory_mb: int = Field(512, ge=128, alias="validationMemoryMB")
+    """Address-space limit of each validation worker process, in MiB (the ~100 MiB of imports
+    included); a check that needs more is refused with a message naming this setting."""
+    validation_workers: int = Field(2, ge=1)
+    """Validation worker processes: checks of this many values run at the same time."""
+    validation_request_seconds: float = Field(8.0, gt=0)
+    """Total budget of one admission request's validation (all inputs of a job); keep it below
+    the webhook's timeoutSeconds (10 in the chart), or the API server gives up first and admits
+    the object unchecked (failurePolicy Ignore)."""
 
     def node_selector_for(self, gpu_type: str) -> dict[str, str]:
         if not gpu_type:

@@ -46,10 +46,6 @@ class RunOptions:
     config: OperatorConfig = field(default_factory=OperatorConfig)
 
 
-#: Read by the startup handler (kopf handlers take no custom arguments).
-OPTIONS = RunOptions()
-
-
 def parse_priority(value: str) -> int:
     """``random`` gives each replica its own priority: kopf freezes every peer on a tie."""
     if value == "random":
@@ -62,11 +58,14 @@ def run_operator(options: RunOptions) -> int:
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
+    from .context import OperatorContext
+
     if options.webhook_namespace is None:
         options.webhook_namespace = os.environ.get("POD_NAMESPACE") or "default"
     options.config = load_config(options.config_path)
-    for name in RunOptions.__dataclass_fields__:
-        setattr(OPTIONS, name, getattr(options, name))
+    # Everything the handlers share travels in kopf's memo (handlers take no custom arguments);
+    # nothing is kept in module globals, so a test can build an operator of its own.
+    memo = kopf.Memo(context=OperatorContext.create(options))
     if options.webhook != "none":
         from .handlers import admission  # noqa: F401  (registers the validating webhook)
     kopf.configure(verbose=options.verbose)
@@ -80,6 +79,7 @@ def run_operator(options: RunOptions) -> int:
                 peering_name=options.peering,
                 priority=options.priority,
                 liveness_endpoint=options.liveness,
+                memo=memo,
             )
         )
     except KeyboardInterrupt:

@@ -9,12 +9,19 @@ carry the static agent from the operator's own image.
 When the real node cannot run on this machine, the tier is skipped with the preflight's words,
 unless the run requires it (``TESTENV_REAL_NODE=require`` or ``CI`` set, as in ``.ci/run``):
 then it fails, because a skipped end-to-end tier would hide a broken real node.
+
+The images the testenv imported when it started may be older than this checkout's agent: the
+data-plane operator therefore uses an agent image made here from the current sources
+(``current_agent_image``: ``build_agent.sh``, cached by source hash, one layer, imported into
+the node's containerd), so operator and agent always speak the same contract. Test-only
+images (the hostile ``key-hunter``) are built, pushed and imported the same way.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -34,6 +41,8 @@ INTERFACES = {
     "e2e-results": {"kind": "Anything", "relativePath": "results.json", "title": "Results"},
     "e2e-metrics": {"kind": "CSV file (legacy)", "relativePath": "metrics.csv", "storeInDatabase": False},
     "e2e-probability-map": {"kind": "Heat Map", "relativePath": "images/probability-map", "storeInDatabase": False},
+    "e2e-note": {"kind": "String", "relativePath": "note.json", "title": "Note"},
+    "e2e-table": {"kind": "CSV file (legacy)", "relativePath": "table.csv", "storeInDatabase": False},
 }
 
 
@@ -65,15 +74,66 @@ def node_images(testenv, real_node) -> dict[str, dict]:
     return {entry["name"].split("/")[-1].split(":")[0]: entry for entry in entries}
 
 
+def _node_images(testenv, workdir: Path, images: list[tuple[str, str, Path, str, bool]]) -> dict[str, dict]:
+    """Build one-binary images (name, tag, binary, entrypoint, local), import them into the real
+    node's containerd (and push those that are not local); their build.py entries by name."""
+    from testenv.images import build as image_build
+
+    entries = []
+    for name, tag, binary, entrypoint, local in images:
+        definition = image_build.Definition(name, tag, binary.name, f"e2e: {name}", path=entrypoint,
+                                            user="65532:65532" if local else "1000:1000", local=local)
+        image = image_build.build_image(definition, binary)
+        entries.append(image_build.write_entry(name, tag, image, testenv.env["TESTENV_REGISTRY"], workdir, workdir,
+                                               local=local))
+    document = {"images": entries}
+    previous = os.environ.get("TESTENV_BIN")
+    os.environ["TESTENV_BIN"] = testenv.env["TESTENV_BIN"]
+    try:
+        image_build.push(document)
+    finally:
+        if previous is None:
+            os.environ.pop("TESTENV_BIN", None)
+        else:
+            os.environ["TESTENV_BIN"] = previous
+    image_build.import_images(document, testenv.env["TESTENV_NODE_SOCKET"], shutil.which("ctr") or "ctr")
+    return {entry["name"]: entry for entry in entries}
+
+
 @pytest.fixture(scope="session")
-def e2e_operator(testenv, custom, operator_process, node_images, tmp_path_factory):
+def current_agent_image(testenv, real_node, tmp_path_factory) -> str:
+    """An image holding the static agent built from this checkout, imported into the node."""
+    from testenv.images import build as image_build
+
+    agent = image_build.frozen()  # build_agent.sh: cached by a hash of the agent's sources
+    tag = agent.parent.name  # that hash
+    entries = _node_images(testenv, tmp_path_factory.mktemp("agent-image"), [
+        ("component-operator-agent", tag, agent, image_build.AGENT, True)])
+    return entries["component-operator-agent"]["ref"]
+
+
+@pytest.fixture(scope="session")
+def key_hunter_image(testenv, real_node, tmp_path_factory) -> dict:
+    """The hostile algorithm of testenv/images/algorithms/key_hunter.c, pushed and imported."""
+    from testenv.images import build as image_build
+
+    binary = image_build.compile_c(image_build.HERE / "algorithms" / "key_hunter.c", "key-hunter")
+    tag = binary.parent.name[:12]  # compile_c caches by a hash of source, flags and compiler
+    return _node_images(testenv, tmp_path_factory.mktemp("key-hunter-image"), [
+        ("key-hunter", tag, binary, "/usr/local/bin/key-hunter", False)])["key-hunter"]
+
+
+@pytest.fixture(scope="session")
+def e2e_operator(testenv, custom, operator_process, node_images, current_agent_image, tmp_path_factory):
     """The session's operator, swapped for a data-plane one that sends job pods to the real node."""
     ensure_interfaces(custom, INTERFACES)
     workdir = tmp_path_factory.mktemp("e2e-operator")
-    # The testenv writes the real node's operator configuration; only the bucket is ours.
+    # The testenv writes the real node's operator configuration; only the bucket is ours, and
+    # the agent is this checkout's (the imported operator image may predate it).
     settings = yaml.safe_load(Path(testenv.env["TESTENV_NODE_OPERATOR_CONFIG"]).read_text())
     settings["objectStorage"]["bucket"] = E2E_BUCKET
     assert settings["agentImage"] == node_images["component-operator"]["ref"]
+    settings["agentImage"] = current_agent_image
     config = workdir / "config.yaml"
     config.write_text(yaml.safe_dump(settings))
     args = list(operator_process.extra_args)

@@ -4,20 +4,29 @@ really hits its time limit, really fails with a message, and its outputs really 
 
 The time-limit job takes the platform's minimum limit (300 s), so it starts first and is
 checked last; everything else runs while it waits.
+
+A hostile algorithm (testenv/images/algorithms/key_hunter.c) reads every environment, every
+process memory, every file it can reach inside its pod, and reports every 64-hex-digit string
+it found: the job's signing key and the signatures of its presigned grants are not among them,
+although it could read PID 1's environment and memory, and it did find the canary it was given.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from kubernetes import client
 
 from component_operator import GROUP, VERSION
+from component_operator.adapters.s3 import ObjectStore, S3Settings
 
 from ..support.cluster import wait_until
-from .conftest import create_image, wait_image
+from .conftest import E2E_BUCKET, create_image, wait_image
 
 BOX = {"version": {"major": 1, "minor": 0}, "type": "2D bounding box", "name": "lesion",
        "corners": [[10, 10, 0], [30, 10, 0], [30, 40, 0], [10, 40, 0]]}
@@ -168,6 +177,53 @@ def test_root_image_is_refused_before_it_runs(custom, core, e2e_ns, node_images,
     status = wait_terminal(custom, e2e_ns, "as-root", timeout=60)["status"]
     assert status["phase"] == "Failed" and "runs-as-root" in status["errorMessage"]
     assert core.list_namespaced_pod(e2e_ns, label_selector="components.grand-challenge.org/job=as-root").items == []
+
+
+def test_the_algorithm_cannot_find_the_signing_key_or_the_grants(testenv, custom, core, e2e_ns, key_hunter_image,
+                                                                 slow_job):
+    store = ObjectStore(S3Settings(testenv.env["TESTENV_S3_ENDPOINT"], access_key=testenv.env["TESTENV_S3_ACCESS_KEY"],
+                                   secret_key=testenv.env["TESTENV_S3_SECRET_KEY"]))
+    table = f"s3://{E2E_BUCKET}/inputs/{e2e_ns}/table.csv"
+    store.put_bytes(table, b"case,value\n1,2\n")
+    canary = secrets.token_hex(32)  # a 64-hex-digit string it is allowed to see: the scanner works
+    create_image(custom, e2e_ns, "key-hunter", key_hunter_image["ref"])
+    wait_image(custom, e2e_ns, "key-hunter")
+    create_job(custom, e2e_ns, job_body("hunts-keys", "key-hunter", outputs=["e2e-results", "e2e-metrics"], inputs=[
+        {"interface": "e2e-note", "value": canary}, {"interface": "e2e-table", "file": {"uri": table}}]))
+    # What there is to find: the key, the GET URL's and the POST policy's signatures.
+    secret = wait_until(lambda: _secret(core, e2e_ns, "hunts-keys-0-agent"), timeout=60, message="the agent Secret")
+    data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+    key = data["signingKey"]
+    get_signature = parse_qs(urlsplit(json.loads(data["download-0"])["url"]).query)["X-Amz-Signature"][0]
+    post_signature = json.loads(data["upload"])["fields"]["x-amz-signature"]
+    assert len({key, get_signature, post_signature}) == 3 and all(len(v) == 64 for v in (key, get_signature, post_signature))
+
+    status = wait_terminal(custom, e2e_ns, "hunts-keys")["status"]
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Succeeded"), json.dumps(status, indent=1)
+    outputs = {o["interface"]: o for o in status["outputs"]}
+    report = outputs["e2e-results"]["value"]
+    found = store.get_bytes(outputs["e2e-metrics"]["file"]["uri"], max_bytes=10**7).decode()
+    candidates = {line.split(",")[-1]: line.split(",")[0] for line in found.splitlines()[1:]}
+    print(f"\nkey-hunter: {report['candidates']} candidate(s); could read {len(report['readable'])} paths, e.g. "
+          f"{[p for p in report['readable'] if p.startswith('/proc/1/')]}; denied {report['denied'][:8]}")
+    # It really looked: PID 1's environment and memory (staticx's bootloader, same uid) and its
+    # own memory were readable, and the canary was found (in /input and in its memory).
+    assert {"/proc/1/environ", "/proc/1/mem", "/proc/self/mem"} <= set(report["readable"]), report["readable"][:50]
+    assert canary in candidates
+    # ... and found neither the key nor a signature of the grants, nor a grant at all.
+    assert key not in candidates, f"the signing key was readable at {candidates[key]}"
+    assert get_signature not in candidates and post_signature not in candidates, candidates
+    assert report["grantMarkers"] == {}, report["grantMarkers"]
+    assert not [p for p in report["readable"] if "handoff" in p or "serviceaccount" in p], report["readable"]
+
+
+def _secret(core, namespace: str, name: str):
+    try:
+        return core.read_namespaced_secret(name, namespace)
+    except client.exceptions.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
 
 
 def test_time_limit_stops_the_algorithm(custom, core, e2e_ns, slow_job):

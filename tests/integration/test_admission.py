@@ -123,3 +123,64 @@ def test_overlay_segments_only_extended_once_in_use(testenv, custom, operator_pr
         assert proc.returncode == 0, proc.stderr
     finally:
         testenv.kubectl("delete", "componentinterface", name)
+
+
+# Issue 12: hostile patterns must neither freeze the operator nor slip through.
+REDOS = "^(a+)+$"
+PYTHON_ONLY_REDOS = "^(?=(a+)+$)"  # lookahead: only Python re (in a bounded worker) evaluates it
+
+
+def _ready_interface(testenv, custom, name: str, **spec) -> None:
+    proc = apply(testenv, iface(name, **spec))
+    assert proc.returncode == 0, proc.stderr
+
+    def ready():
+        status = custom.get_cluster_custom_object(GROUP, VERSION, "componentinterfaces", name).get("status") or {}
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+    wait_until(ready, message=f"interface {name} Ready")  # the operator's index has it now
+
+
+def _string_job(name: str, interface: str, value: str) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentJob", "metadata": {"name": name},
+            "spec": {"image": "algo", "inputs": [{"interface": interface, "value": value}]}}
+
+
+def test_redos_pattern_is_refused_at_once_and_the_operator_stays_responsive(testenv, custom, namespace,
+                                                                            operator_process):
+    redos, python_only = unique("adm-redos"), unique("adm-lookahead")
+    _ready_interface(testenv, custom, redos, kind="String", relativePath=f"{redos}.json", schema={"pattern": REDOS})
+    _ready_interface(testenv, custom, python_only, kind="String", relativePath=f"{python_only}.json",
+                     schema={"pattern": PYTHON_ONLY_REDOS})
+    try:
+        def submit(name: str, interface: str, value: str):
+            doc = yaml.safe_dump(_string_job(name, interface, value))
+            return testenv.kubectl("apply", "-n", namespace, "-f", "-", input=doc, check=False)
+
+        # RE2: an ordinary verdict, no backtracking. (A frozen webhook would time out, and with
+        # failurePolicy Ignore the job would be admitted: being refused proves it answered.)
+        proc = submit("redos", redos, "a" * 31 + "!")
+        assert proc.returncode != 0
+        assert f'spec.inputs[0].value: must match the pattern "{REDOS}", got string \'{"a" * 31}!\'' in proc.stderr
+        # Python re in a worker: stopped at the time budget, refused with the field and the setting.
+        proc = submit("lookahead", python_only, "a" * 40 + "!")
+        assert proc.returncode != 0
+        assert f"spec.inputs[0].value: validating string 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' against " \
+               f"ComponentInterface '{python_only}' took longer than the 5 s budget (operator setting " \
+               "validationSeconds)" in proc.stderr
+        # The killed worker was replaced and the operator kept serving.
+        proc = submit("fine", redos, "aaaa")
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        testenv.kubectl("delete", "componentinterface", redos, python_only, check=False)
+
+
+def test_interface_with_too_deep_schema_is_refused_with_the_limit(testenv, operator_process):
+    name = unique("adm-deep")
+    schema: dict = {"type": "integer"}
+    for _ in range(40):
+        schema = {"type": "object", "properties": {"a": schema}}
+    proc = apply(testenv, iface(name, kind="Anything", relativePath=f"{name}.json", schema=schema))
+    assert proc.returncode != 0
+    assert "spec.schema: Invalid schema: the schema is nested 81 levels deep" in proc.stderr
+    assert "more than the limit of 64 levels" in proc.stderr

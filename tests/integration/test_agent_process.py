@@ -12,6 +12,12 @@ refuses zip-slip, oversized inputs, too many entries, missing objects and checks
 mismatches with the contract's one JSON error line; the time limit kills a sleeping
 algorithm; a failing algorithm uploads nothing but still gets a signed result; an
 unreachable store makes the agent exit 125 without a result.
+
+The agent holds no credential: ``prepare`` gets the grants the operator's real builder makes
+(``planning.dataplane.build_agent_secret``: presigned GET URLs, a POST policy for the job's
+prefix) in its environment, and hands the signing key and the policy to ``run`` in the
+handoff file, which ``run`` deletes before the program starts; ``run``'s environment holds
+no secret, and ``run`` refuses to start when it does.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ import time
 import uuid
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from component_operator.adapters.s3 import ObjectNotFoundError, ObjectStore, ObjectTooLargeError, S3Settings
+from component_operator.adapters.s3 import Credentials, ObjectNotFoundError, ObjectStore, ObjectTooLargeError, S3Settings
 from component_operator.agent import result as res
+from component_operator.config import ObjectStorage, OperatorConfig
+from component_operator.planning import dataplane
 from component_operator.planning.outputs import OutputSpec, OutputTooLargeError, parse_outputs
 
 
@@ -44,6 +53,36 @@ def store_for(testenv) -> ObjectStore:
         access_key=testenv.env["TESTENV_S3_ACCESS_KEY"],
         secret_key=testenv.env["TESTENV_S3_SECRET_KEY"],
     ))
+
+
+def job_for(job_id: str, invocation: dict) -> dict:
+    """The ComponentJob an invocation was made from, as far as the grants need it."""
+    namespace, name, uid, _ = job_id.split("/")
+    inputs = [{"interface": i["interface"], "file": {"uri": i["source"]}} for i in invocation.get("inputs", [])
+              if i.get("source")]
+    spec: dict = {"image": "algo", "inputs": inputs, "timeLimit": invocation.get("timeLimitSeconds", 60),
+                  "schedulingTimeoutSeconds": 60}
+    for key in ("model", "groundTruth"):
+        if invocation.get(key):
+            spec[key] = {"uri": invocation[key]}
+    return {"metadata": {"namespace": namespace, "name": name, "uid": uid}, "spec": spec}
+
+
+def grants_env(testenv_env: dict, bucket: str, job_id: str, invocation: dict, key: bytes, *,
+               endpoint: str | None = None, max_output_bytes: int | None = None, now: datetime | None = None) -> dict:
+    """`prepare`'s environment from the agent Secret the operator's real builder makes for this job."""
+    storage = ObjectStorage(endpoint=testenv_env["TESTENV_S3_ENDPOINT"], pod_endpoint=endpoint, bucket=bucket)
+    config = OperatorConfig(object_storage=storage, **({"max_output_bytes": max_output_bytes} if max_output_bytes else {}))
+    presign = dataplane.PresignContext.for_config(config, Credentials(testenv_env["TESTENV_S3_ACCESS_KEY"],
+                                                                      testenv_env["TESTENV_S3_SECRET_KEY"]))
+    job = job_for(job_id, invocation)
+    attempt = int(job_id.rsplit("/", 1)[1])
+    secret = dataplane.build_agent_secret(job, attempt, key.hex(), presign, now or datetime.now(timezone.utc), config)
+    env = {}
+    for item in dataplane.agent_env(job, attempt, config, signing=False):
+        if "valueFrom" in item:
+            env[item["name"]] = secret["stringData"][item["valueFrom"]["secretKeyRef"]["key"]]
+    return env
 
 
 @pytest.fixture()
@@ -92,8 +131,12 @@ class AgentHarness:
     job_id: str = field(default_factory=lambda: f"ns/job/{uuid.uuid4()}/0")
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "agent", "model", "ground_truth", "work"):
+        for name in ("input", "output", "agent", "model", "ground_truth", "work", "tmp"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def handoff(self) -> Path:
+        return self.root / "tmp" / ".component-operator" / "handoff.json"
 
     @property
     def output_prefix(self) -> str:
@@ -121,10 +164,7 @@ class AgentHarness:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPONENT_OPERATOR_", "GRAND_CHALLENGE_"))}
         env.update({
             "COMPONENT_OPERATOR_INVOCATION_FILE": str(self.root / "invocation.json"),
-            "COMPONENT_OPERATOR_S3_ENDPOINT": self.testenv_env["TESTENV_S3_ENDPOINT"],
-            "COMPONENT_OPERATOR_S3_ACCESS_KEY": self.testenv_env["TESTENV_S3_ACCESS_KEY"],
-            "COMPONENT_OPERATOR_S3_SECRET_KEY": self.testenv_env["TESTENV_S3_SECRET_KEY"],
-            "COMPONENT_OPERATOR_SIGNING_KEY_HEX": self.key.hex(),
+            "COMPONENT_OPERATOR_HANDOFF_FILE": str(self.handoff),
             "COMPONENT_OPERATOR_INPUT_ROOT": str(self.root / "input"),
             "COMPONENT_OPERATOR_OUTPUT_ROOT": str(self.root / "output"),
             "COMPONENT_OPERATOR_MODEL_ROOT": str(self.root / "model"),
@@ -142,9 +182,15 @@ class AgentHarness:
         return Proc(proc.returncode, _records(proc.stdout), _records(proc.stderr), proc.stderr,
                     time.monotonic() - start)
 
-    def prepare(self, **env) -> Proc:
-        # The init container: the operator's image, `component-operator agent prepare`.
-        return self._call([sys.executable, "-m", "component_operator.cli", "agent", "prepare"], self.env(**env), 120)
+    def grants(self, **options) -> dict:
+        invocation = json.loads((self.root / "invocation.json").read_text())
+        return grants_env(self.testenv_env, self.bucket, self.job_id, invocation, self.key, **options)
+
+    def prepare(self, grants: dict | None = None, **env) -> Proc:
+        # The init container: the operator's image, `component-operator agent prepare`, with
+        # the agent Secret in its environment.
+        full = {**self.env(**env), **(self.grants() if grants is None else grants)}
+        return self._call([sys.executable, "-m", "component_operator.cli", "agent", "prepare"], full, 120)
 
     def run(self, *program: str, timeout: float = 120, **env) -> Proc:
         # The algorithm container: the agent installed by prepare, in front of the program.
@@ -201,6 +247,7 @@ ALGORITHM = textwrap.dedent('''
     print("tree:", json.dumps(tree))
     print("model:", (model_dir / "weights.txt").read_text().strip(), "truth:", (truth_dir / "truth.csv").read_text().strip())
     print("signing key visible:", "COMPONENT_OPERATOR_SIGNING_KEY_HEX" in os.environ)
+    print("handoff visible:", any(p.name == "handoff.json" for p in Path(sys.argv[5]).rglob("*")))
     print("agent or grand-challenge variables:", json.dumps(sorted(
         k for k in os.environ if k.startswith(("COMPONENT_OPERATOR_", "GRAND_CHALLENGE_")))))
     print("this goes to stderr", file=sys.stderr)
@@ -219,7 +266,7 @@ def write_algorithm(agent: AgentHarness, code: str = ALGORITHM) -> list[str]:
     path = agent.root / "work" / "algorithm.py"
     path.write_text(code)
     return ["python3", str(path), str(agent.root / "input"), str(agent.root / "output"), str(agent.root / "model"),
-            str(agent.root / "ground_truth")]
+            str(agent.root / "ground_truth"), str(agent.root / "tmp")]
 
 
 def test_grand_challenge_algorithm_end_to_end(agent: AgentHarness):
@@ -250,9 +297,14 @@ def test_grand_challenge_algorithm_end_to_end(agent: AgentHarness):
     assert all(r["internal"] and r["task"] == agent.job_id for r in prepared.stdout)
     assert json.loads((agent.root / "input" / "inputs.json").read_text()) == inputs_json
 
+    assert agent.handoff.is_file() and oct(agent.handoff.stat().st_mode & 0o777) == "0o600"
+    assert oct(agent.handoff.parent.stat().st_mode & 0o777) == "0o700"
     ran = agent.run(*write_algorithm(agent))
     assert ran.returncode == 0, ran.raw_stderr
+    assert not agent.handoff.parent.exists()  # read and deleted before the program started
+    assert not any("refused to import" in line for line in ran.internal())
     stdout = ran.program("stdout")
+    assert "handoff visible: False" in stdout
     assert "inputs.json entries: 4" in stdout
     assert json.loads(next(line for line in stdout if line.startswith("tree: "))[6:]) == [
         "bundle/a.txt", "bundle/nested/b.txt", "images/ct/0b1c-ct.mha", "inputs.json", "job-1/output/table.csv",
@@ -420,8 +472,8 @@ def test_prepare_reports_missing_and_corrupted_inputs(agent: AgentHarness):
 
 def test_unreachable_store_means_no_result_and_exit_125(agent: AgentHarness):
     agent.invocation()
-    assert agent.prepare().returncode == 0
-    ran = agent.run("true", COMPONENT_OPERATOR_S3_ENDPOINT="http://127.0.0.1:9")
+    assert agent.prepare(grants=agent.grants(endpoint="http://127.0.0.1:9")).returncode == 0
+    ran = agent.run("true")
     assert ran.returncode == 125
     assert ran.stderr[-1]["error"] == "The agent could not store the outputs or the result"
     assert ran.stderr[-1]["retryable"] is True
@@ -430,6 +482,8 @@ def test_unreachable_store_means_no_result_and_exit_125(agent: AgentHarness):
 
 
 def test_bad_invocation_means_exit_125(agent: AgentHarness):
+    agent.invocation()
+    assert agent.prepare().returncode == 0
     (agent.root / "invocation.json").write_text('{"jobId": "x"}')
     ran = agent._call([sys.executable, "-m", "component_operator.cli", "agent", "run", "--", "true"], agent.env(), 60)
     assert ran.returncode == 125
@@ -445,3 +499,30 @@ def test_run_as_drops_privileges_for_the_program(agent: AgentHarness):
     assert ran.returncode == 0, ran.raw_stderr
     assert ran.program("stdout") == ["65534", "65534", "65534"]
     assert agent.result().return_code == 0
+
+
+def test_run_holds_no_secret_and_its_handoff_is_single_use(agent: AgentHarness):
+    agent.invocation()
+    grants = agent.grants()
+    assert "COMPONENT_OPERATOR_SIGNING_KEY_HEX" in grants and "COMPONENT_OPERATOR_UPLOAD" in grants
+    assert not any(k.startswith("COMPONENT_OPERATOR_S3_") for k in grants)  # no credential at all
+    assert agent.prepare(grants=grants).returncode == 0
+    # The algorithm container must not carry the grants: run refuses them (and keeps the handoff).
+    refused = agent.run("true", COMPONENT_OPERATOR_SIGNING_KEY_HEX=agent.key.hex())
+    assert refused.returncode == 125 and "must not be in the algorithm container's environment" in refused.raw_stderr
+    assert agent.handoff.exists()
+    assert agent.run("true").returncode == 0
+    again = agent.run("true")
+    assert again.returncode == 125 and "handoff file" in again.stderr[-1]["detail"]
+
+
+def test_outputs_above_the_upload_limit_are_listed_not_uploaded(agent: AgentHarness):
+    agent.invocation()
+    assert agent.prepare(grants=agent.grants(max_output_bytes=1000)).returncode == 0
+    code = "import sys; open(sys.argv[1] + '/big.bin', 'wb').write(bytes(5000)); open(sys.argv[1] + '/ok.txt', 'w').write('ok')"
+    ran = agent.run("python3", "-c", code, str(agent.root / "output"))
+    assert ran.returncode == 0, ran.raw_stderr
+    assert any("not uploading 'big.bin': 5000 bytes, more than the 1000 bytes" in line for line in ran.internal())
+    result = agent.result()
+    assert {o.relative_path: o.size for o in result.outputs} == {"big.bin": 5000, "ok.txt": 2}
+    assert [i.key.rsplit("/", 1)[1] for i in agent.store.list_prefix(agent.output_prefix)] == ["ok.txt"]

@@ -7,8 +7,10 @@ We test these aspects: ``testenv/scripts/build_agent.sh`` builds one static ELF 
 binary and a small statically linked helper program (no ``python*``, no ``libc.so*``):
 ``version`` reports a frozen, static agent; ``prepare`` installs itself and stages an input;
 the installed copy runs the helper as an unprivileged user, the helper sees none of the
-agent's variables and cannot read the agent's ``/proc/<pid>/environ`` (non-dumpable), and
-the signed result and the output land in MinIO.
+agent's variables and cannot read the agent's ``/proc/<pid>/environ`` (non-dumpable); the
+environments it can read (staticx's and PyInstaller's bootloaders, same uid, dumpable) hold no
+secret, and the handoff file is gone; the frozen agent loads nothing after the program
+started; and the signed result and the output land in MinIO through the presigned grants.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pytest
 from component_operator.agent import result as res
 
 from ..conftest import REPO
-from .test_agent_process import store_for
+from .test_agent_process import grants_env, store_for
 
 BUILD = REPO / "testenv" / "scripts" / "build_agent.sh"
 
@@ -38,6 +40,7 @@ HELPER_C = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
 extern char **environ;
 
 static int readable(const char *path) {
@@ -55,6 +58,27 @@ int main(int argc, char **argv) {
     snprintf(parent, sizeof parent, "/proc/%d/environ", (int)getppid());
     printf("uid=%d leaked=%d\n", (int)getuid(), leaked);
     printf("own environ readable=%d parent environ readable=%d\n", readable("/proc/self/environ"), readable(parent));
+    /* Every environment this uid can read (the bootloaders above the agent included). */
+    int readable_environs = 0, secret_environs = 0;
+    DIR *proc = opendir("/proc");
+    struct dirent *entry;
+    while (proc && (entry = readdir(proc))) {
+        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+        char path[300], buf[65536];
+        snprintf(path, sizeof path, "/proc/%s/environ", entry->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        readable_environs++;
+        for (size_t i = 0; i < n; i++) if (!buf[i]) buf[i] = '\n';
+        buf[n] = 0;
+        if (strstr(buf, "COMPONENT_OPERATOR_SIGNING_KEY_HEX=") || strstr(buf, "COMPONENT_OPERATOR_UPLOAD=")
+            || strstr(buf, "X-Amz-Signature") || strstr(buf, "x-amz-signature")) secret_environs++;
+    }
+    if (proc) closedir(proc);
+    printf("readable environs>1=%d secret environs=%d handoff readable=%d\n", readable_environs > 1, secret_environs,
+           readable("/tmp/.component-operator/handoff.json"));
     fflush(stdout);
     fprintf(stderr, "a line on stderr\n");
     if (argc > 1) {
@@ -104,7 +128,8 @@ def rootfs(tmp_path, static_agent):
         (root / name).mkdir(parents=True)
     os.chmod(root, 0o755)
     os.chmod(root / "tmp", 0o1777)
-    os.chmod(root / "output", 0o777)
+    for name in ("output", "input", "shared"):  # both containers run as the image's user
+        os.chmod(root / name, 0o777)
     shutil.copy2(static_agent, root / "agent" / "component-operator-agent")
     (tmp_path / "helper.c").write_text(HELPER_C)
     subprocess.run(["gcc", "-static", "-O2", "-o", str(root / "bin" / "helper"), str(tmp_path / "helper.c")], check=True)
@@ -151,25 +176,31 @@ def test_prepare_and_run_without_python_or_libc(rootfs, testenv):
         job_id = f"ns/static/{uuid.uuid4()}/0"
         key = secrets.token_bytes(32)
         result_uri = f"s3://{bucket}/jobs/{job_id}/result.json"
-        (rootfs / "invocation.json").write_text(json.dumps({
+        store.put_bytes(f"s3://{bucket}/inputs/table.csv", b"a,b\n")
+        invocation = {
             "jobId": job_id,
             "inputs": [{"interface": "threshold", "relativePath": "threshold.json", "superKind": "Value",
-                        "kind": "FLT", "value": 0.25}],
-            "inputsJson": [{"interface": {"slug": "threshold"}, "value": 0.25}],
+                        "kind": "FLT", "value": 0.25},
+                       {"interface": "table", "relativePath": "table.csv", "superKind": "File", "kind": "CSV",
+                        "source": f"s3://{bucket}/inputs/table.csv"}],
+            "inputsJson": [{"interface": {"slug": "threshold"}, "value": None}, {"interface": {"slug": "table"}, "value": None}],
+            "inputsJsonValueFrom": ["threshold", None],
             "outputs": [], "outputPrefix": f"s3://{bucket}/jobs/{job_id}/output/", "resultUri": result_uri,
             "timeLimitSeconds": 60,
-        }))
+        }
+        (rootfs / "invocation.json").write_text(json.dumps(invocation))
         env = {
             "PATH": "/bin",
             "COMPONENT_OPERATOR_INVOCATION_FILE": "/invocation.json",
-            "COMPONENT_OPERATOR_S3_ENDPOINT": testenv.env["TESTENV_S3_ENDPOINT"],
-            "COMPONENT_OPERATOR_S3_ACCESS_KEY": testenv.env["TESTENV_S3_ACCESS_KEY"],
-            "COMPONENT_OPERATOR_S3_SECRET_KEY": testenv.env["TESTENV_S3_SECRET_KEY"],
             "COMPONENT_OPERATOR_AGENT_DIR": "/shared",
-            "COMPONENT_OPERATOR_SIGNING_KEY_HEX": key.hex(),
         }
-        prepared = chroot(rootfs, "/agent/component-operator-agent", "prepare", env=env)
+        grants = grants_env(testenv.env, bucket, job_id, invocation, key)
+        prepared = chroot(rootfs, "/agent/component-operator-agent", "prepare", env={**env, **grants},
+                          user="65534:65534")
         assert prepared.returncode == 0, prepared.stderr
+        assert (rootfs / "input" / "table.csv").read_bytes() == b"a,b\n"
+        handoff = rootfs / "tmp" / ".component-operator" / "handoff.json"
+        assert handoff.stat().st_uid == 65534 and stat.S_IMODE(handoff.stat().st_mode) == 0o600
         installed = rootfs / "shared" / "agent"
         assert stat.S_IMODE(installed.stat().st_mode) == 0o555
         assert installed.read_bytes() == (rootfs / "agent" / "component-operator-agent").read_bytes()
@@ -183,16 +214,20 @@ def test_prepare_and_run_without_python_or_libc(rootfs, testenv):
         lines = [json.loads(line) for line in (ran.stdout + ran.stderr).splitlines()]
         program = [r["log"] for r in lines if not r["internal"]]
         assert "uid=65534 leaked=0" in program
-        # Same uid, yet the agent's environment (signing key, S3 secret) is out of reach.
+        # Same uid, yet the agent's environment is out of reach; the bootloaders' are not, but
+        # hold nothing secret, and the handoff file was deleted before the program started.
         assert "own environ readable=1 parent environ readable=0" in program
+        assert "readable environs>1=1 secret environs=0 handoff readable=0" in program
+        assert not handoff.exists()
         assert "a line on stderr" in program
-        assert not any("non-dumpable" in r["log"] for r in lines)
+        assert not any("non-dumpable" in r["log"] or "refused to import" in r["log"] for r in lines)
 
         result = res.fetch_and_verify(store, result_uri, key, job_id)
         assert result.return_code == 0 and [o.relative_path for o in result.outputs] == ["answer.json"]
         stored = store.get_bytes(result.outputs[0].uri, max_bytes=1000)
         assert stored == b'{"answer": 42}' and hashlib.sha256(stored).hexdigest() == result.outputs[0].sha256
 
+        assert chroot(rootfs, "/shared/agent", "prepare", env={**env, **grants}, user="65534:65534").returncode == 0
         failing = chroot(rootfs, "/shared/agent", "run", "--", "/bin/helper", "/output/again.json", "137", env=env,
                          user="65534:65534")
         assert failing.returncode == 137  # the program's exit code, unchanged

@@ -259,7 +259,7 @@ def test_rbac_scanner_sees_the_code():
 def test_rbac_never_grants_what_local_mode_needs():
     """kopf's managed webhook configuration (create) is for --webhook local only."""
     reasons = [n for n in facts().needs if n.resource == "validatingwebhookconfigurations" and n.verb == "create"]
-    assert reasons and all("OPTIONS.webhook == 'local'" in n.guards for n in reasons)
+    assert reasons and all("options.webhook == 'local'" in n.guards for n in reasons)
     assert not any(g.resource == "validatingwebhookconfigurations" and g.verb == "create" for g in granted(render_cached()))
 
 
@@ -318,7 +318,7 @@ def test_deployment_is_restricted_and_hardened(sets):
     assert pod["automountServiceAccountToken"] is True
     assert c["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 10,
                                   "periodSeconds": 10, "failureThreshold": 3}
-    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"memory": "1536Mi"}}
     env = {e["name"]: e for e in c["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}

@@ -1,10 +1,15 @@
 """The data plane on the control plane: a job's pod lands on a kwok node; the agent runs as a
 local process with the pod's own environment (its Secret, its invocation ConfigMap); kwok then
-completes the pod, and the operator verifies the signed result and validates every output."""
+completes the pod, and the operator verifies the signed result and validates every output.
+
+The Secret holds no object-store credential, only the attempt's presigned grants; an output
+replaced after the agent signed its digest fails the job with ``OutputDigestMismatch``.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -96,6 +101,7 @@ def run_agent_like_the_pod(core, namespace: str, pod_name: str, workdir: Path, m
     (workdir / "invocation.json").write_text(invocation)
     local = {
         "COMPONENT_OPERATOR_INVOCATION_FILE": str(workdir / "invocation.json"),
+        "COMPONENT_OPERATOR_HANDOFF_FILE": str(workdir / "tmp" / "handoff.json"),
         "COMPONENT_OPERATOR_INPUT_ROOT": str(roots["input"]),
         "COMPONENT_OPERATOR_OUTPUT_ROOT": str(roots["output"]),
         "COMPONENT_OPERATOR_AGENT_DIR": str(roots["agent"]),
@@ -212,6 +218,30 @@ def test_no_result_at_all_fails(custom, core, dp_ns):
     assert "did not return a result" in status["detailedErrorMessage"]["result"]
 
 
+def test_an_output_replaced_after_signing_fails_the_job(custom, core, testenv, dp_ns, tmp_path):
+    from component_operator.adapters.s3 import ObjectStore, S3Settings
+
+    pod_name = _start(custom, core, dp_ns, "dp-swapped")
+    run = run_agent_like_the_pod(core, dp_ns, pod_name, tmp_path)
+    assert run["returncode"] == 0, run["stderr"]
+    job = get_job(custom, dp_ns, "dp-swapped")
+    uid, attempt = job["metadata"]["uid"], job["status"]["attempt"]
+    store = ObjectStore(S3Settings(endpoint=testenv.env["TESTENV_S3_ENDPOINT"], access_key=testenv.env["TESTENV_S3_ACCESS_KEY"],
+                                   secret_key=testenv.env["TESTENV_S3_SECRET_KEY"]))
+    uri = f"s3://it-component-jobs/jobs/{dp_ns}/dp-swapped/{uid}/{attempt}/output/dp-metrics.csv"
+    original = store.get_bytes(uri, max_bytes=1000)
+    store.put_bytes(uri, b"metric,value\ndice,1.0\n")  # as valid as before, but not what was signed
+    _complete_pod(core, dp_ns, pod_name)
+    status = wait_phase(custom, dp_ns, "dp-swapped", ("Succeeded", "Failed"), timeout=60)
+    assert (status["phase"], status["reason"]) == ("Failed", "OutputDigestMismatch"), status
+    expected = hashlib.sha256(original).hexdigest()
+    actual = hashlib.sha256(b"metric,value\ndice,1.0\n").hexdigest()
+    assert status["errorMessage"] == (
+        f"Output 'dp-metrics' does not match the signed result: 'dp-metrics.csv' should be {len(original)} bytes with "
+        f"sha256 {expected}, the stored object is 22 bytes with sha256 {actual}")
+    assert status["detailedErrorMessage"]["dp-metrics"] == status["errorMessage"]
+
+
 def test_pod_has_network_policy_and_secret(custom, core, api_client, dp_ns):
     pod_name = _start(custom, core, dp_ns, "dp-wiring")
     net = client.NetworkingV1Api(api_client)
@@ -219,6 +249,12 @@ def test_pod_has_network_policy_and_secret(custom, core, api_client, dp_ns):
     assert policy.spec.ingress in (None, []) and "Egress" in policy.spec.policy_types
     secret = core.read_namespaced_secret("dp-wiring-0-agent", dp_ns)
     assert len(base64.b64decode(secret.data["signingKey"])) == 64  # hex of 32 random bytes
+    # No credential: the upload policy for the attempt's prefix (the job has no input objects).
+    assert set(secret.data) == {"signingKey", "upload", "expiresAt"}
+    contents = b"".join(base64.b64decode(v) for v in secret.data.values())
+    assert os.environ["COMPONENT_OPERATOR_S3_SECRET_KEY"].encode() not in contents
+    upload = json.loads(base64.b64decode(secret.data["upload"]))
+    assert upload["keyPrefix"].startswith(f"jobs/{dp_ns}/dp-wiring/") and upload["keyPrefix"].endswith("/0/")
     assert secret.metadata.owner_references[0].kind == "ComponentJob"
     pod = core.read_namespaced_pod(pod_name, dp_ns)
     assert pod.spec.init_containers[0].name == "prepare"

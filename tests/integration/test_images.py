@@ -17,6 +17,7 @@ from kubernetes import client
 
 from component_operator import GROUP, VERSION
 from component_operator.adapters import registry as registry_adapter
+from component_operator.planning import image_users
 from component_operator.planning import images as rules
 
 from ..support import oci_images
@@ -127,6 +128,14 @@ def test_good_image_becomes_ready_with_its_facts(cimg, pushed, testenv, core, na
             "The image index offers: linux/arm64/v8.",
         ),
         ("noentry", "NoEntrypoint", rules.NO_ENTRYPOINT_MESSAGE),
+        # USER names resolved from the image's /etc/passwd: unknown, and one that is uid 0
+        (
+            "unknown-user",
+            "UnknownUser",
+            "config.User 'nobody-here' names the user 'nobody-here', but /etc/passwd in the image has no such user; "
+            "add it (e.g. RUN useradd -r nobody-here) or use a numeric USER (e.g. USER 1000:1000).",
+        ),
+        ("toor-user", "RootUser", rules.ROOT_USER_MESSAGE),
     ],
 )
 def test_unusable_images_fail_with_a_message_users_understand(cimg, pushed, core, namespace, variant, reason, message):
@@ -142,6 +151,43 @@ def test_unusable_images_fail_with_a_message_users_understand(cimg, pushed, core
         timeout=30,
         message=f"a Warning event {reason}",
     )
+
+
+def test_named_user_runs_as_its_uid_from_etc_passwd(cimg, pushed, custom, core, namespace, job_interfaces):
+    """grand-challenge's template (useradd -r user; USER user): the image's top layer adds the
+    user to /etc/passwd; the image records uid 999 and its jobs' pods run as 999."""
+    named = pushed["named-user"]
+    cimg.create("algo", named.ref)
+    status = cimg.wait("algo", "Completed")["status"]
+    assert (status["user"], status["runAsUser"], status["runAsGroup"]) == ("user", 999, 999)
+    assert "uid 999 gid 999" in status["message"]
+    job = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ComponentJob",
+        "metadata": {"name": "as-user", "annotations": {"sim.testenv/outcome": "succeed", "sim.testenv/after": "1s"}},
+        "spec": {
+            "image": "algo",
+            "inputs": [{"interface": "it-bbox", "value": {"version": {"major": 1, "minor": 0}, "type": "2D bounding box",
+                                                          "corners": [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]]}}],
+            "requiresMemoryGB": 1,
+            "timeLimit": 300,
+        },
+    }  # fmt: skip
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "componentjobs", job)
+    pods = wait_until(lambda: core.list_namespaced_pod(namespace, label_selector=f"{GROUP}/job=as-user").items,
+                      timeout=60, message="the job's pod")  # fmt: skip
+    security = pods[0].spec.security_context
+    assert (security.run_as_user, security.run_as_group, security.run_as_non_root) == (999, 999, True)
+
+
+def test_numeric_user_downloads_no_layer(pushed, testenv):
+    """The adapter alone, against the real registry: a numeric USER needs no layer, a name does."""
+    info = registry_adapter.inspect_image(pushed["good"].ref, insecure=True)
+    assert info.user_files is None
+    info = registry_adapter.inspect_image(pushed["named-user"].ref, insecure=True)
+    assert info.user_files.files == {"etc/passwd": oci_images.PASSWD + oci_images.USER_LINE}
+    assert info.user_files.layers_read == 1  # the top layer defines /etc/passwd: nothing below is read
+    assert rules.resolve_user("user", info) == image_users.RunAs(999, 999)
 
 
 def test_missing_tag_fails_as_manifest_unknown(cimg, pushed):

@@ -2,7 +2,9 @@
 
 The image tests need images that are good, run as root, exist only for arm64, come as a
 multi-platform index, or have neither entrypoint nor cmd. Each is a gzip'ed tar layer with
-two tiny files, an image configuration, an OCI manifest (and for indexes an OCI index),
+two tiny files (plus, for the USER-name tests, layers with /etc/passwd and /etc/group: a
+plain tar base and a gzip'ed layer on top adding the user, as ``useradd`` in a Dockerfile
+would), an image configuration, an OCI manifest (and for indexes an OCI index),
 written by testenv/images/oci.py as an OCI image layout directory and pushed with
 ``crane push`` (the testenv ships crane). Everything is deterministic: the same arguments
 give the same digests.
@@ -12,11 +14,36 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testenv.images import oci
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A layer on top of the base one: (path, content) entries, content None for a whiteout."""
+
+    files: tuple[tuple[str, bytes | None], ...]
+    compress: bool = True
+
+    def build(self) -> oci.Layer:
+        dirs = sorted({posixpath.dirname(path) for path, _ in self.files} - {""})
+        entries = [oci.File.dir(d) for d in dirs]
+        entries += [oci.File.whiteout(path) if content is None else oci.File(path, content) for path, content in self.files]
+        return oci.layer(entries, compress=self.compress)
+
+
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\ntoor:x:0:0:root again:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+GROUP = b"root:x:0:\nnogroup:x:65534:\nuser:x:999:\n"
+USER_LINE = b"user:x:999:999::/home/user:/bin/sh\n"
+#: A base layer with /etc/passwd and /etc/group (plain tar), then ``useradd -r user`` (gzip).
+USERADD_LAYERS = (
+    LayerSpec((("etc/passwd", PASSWD), ("etc/group", GROUP)), compress=False),
+    LayerSpec((("etc/passwd", PASSWD + USER_LINE),)),
+)
 
 
 @dataclass(frozen=True)
@@ -32,18 +59,21 @@ class ImageSpec:
     working_dir: str = "/opt/algorithm"
     label: str = "test"
     """Goes into the config's labels and the layer: different labels give different digests."""
+    extra_layers: tuple[LayerSpec, ...] = ()
+    """Layers on top of the base layer, bottom first."""
 
     def build(self) -> oci.Image:
         layer = oci.layer([
             oci.File("hello.txt", f"hello from {self.label}\n".encode()),
             oci.File("bin/algorithm", b"#!/bin/sh\necho algorithm\n", mode=0o755),
         ])  # fmt: skip
+        layers = [layer, *(extra.build() for extra in self.extra_layers)]
         config = oci.Config(
             user=self.user, entrypoint=self.entrypoint, cmd=self.cmd, env=["PATH=/bin"], working_dir=self.working_dir,
             labels={"test.variant": self.label}, architecture=self.architecture, os=self.os, variant=self.variant,
             created="2024-01-01T00:00:00Z", created_by="tests/support/oci_images.py",
         )  # fmt: skip
-        return oci.image(config, [layer])
+        return oci.image(config, layers)
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,10 @@ VARIANTS: dict[str, list[ImageSpec]] = {
     "arm64-index": [ImageSpec(label="arm64-index", architecture="arm64", variant="v8")],
     "multi": [ImageSpec(label="multi", architecture="arm64", variant="v8"), ImageSpec(label="multi")],
     "noentry": [ImageSpec(label="noentry", entrypoint=None, cmd=None)],
+    # USER names, resolved from /etc/passwd in the layers (grand-challenge's template: useradd -r user)
+    "named-user": [ImageSpec(label="named-user", user="user", extra_layers=USERADD_LAYERS)],
+    "unknown-user": [ImageSpec(label="unknown-user", user="nobody-here", extra_layers=USERADD_LAYERS)],
+    "toor-user": [ImageSpec(label="toor-user", user="toor", extra_layers=USERADD_LAYERS)],
 }
 
 

@@ -541,7 +541,7 @@ CONFINED = {
 
 #: Needs under these conditions never run in a chart installation.
 EXCLUDED_GUARDS = {
-    "OPTIONS.webhook == 'local'": "--webhook local is for a control plane on the same host (the testenv, with admin "
+    "options.webhook == 'local'": "--webhook local is for a control plane on the same host (the testenv, with admin "
     "credentials); the chart runs --webhook cluster, where the chart owns the webhook configuration",
 }
 

@@ -4,7 +4,8 @@ We test these aspects: a complete document parses with the contract's camelCase 
 defaults; every path rule that keeps the agent inside its roots; the consistency rules
 (Value inline, File/Image with a source, ZIP only for files, inputs.json reserved, unique
 targets); unknown keys are refused; the environment readers (roots, signing key, run-as);
-and the scrubbing of the program's environment.
+the scrubbing of the program's environment; ``inputsJsonValueFrom`` (each value stored once,
+filled back in for ``inputs.json``) and its rules.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ def test_invocation_from_environment(tmp_path):
 def test_signing_key_rules():
     key = "ab" * 32
     assert inv.signing_key_from_env({inv.ENV_SIGNING_KEY: key}) == bytes.fromhex(key)
+    assert inv.signing_key_from_hex(f" {key}\n") == bytes.fromhex(key)
+    with pytest.raises(InvocationError, match="the signing key is not hexadecimal"):
+        inv.signing_key_from_hex("zz")
     with pytest.raises(InvocationError, match="is not set"):
         inv.signing_key_from_env({})
     with pytest.raises(InvocationError, match="not hexadecimal"):
@@ -178,3 +182,31 @@ def test_scrubbed_environment():
     assert "LD_LIBRARY_PATH" not in inv.scrubbed_environment({"LD_LIBRARY_PATH": "/tmp/_MEI"}, frozen=True)
     # Not frozen: the variable is the user's and stays.
     assert inv.scrubbed_environment({"LD_LIBRARY_PATH": "/opt/lib"})["LD_LIBRARY_PATH"] == "/opt/lib"
+
+
+def test_inputs_json_values_are_stored_once_and_filled_back_in():
+    doc = document(inputsJson=[{"interface": {"slug": "threshold"}, "value": None, "file": None, "pk": "p"},
+                               {"interface": {"slug": "table"}, "value": None, "file": "s3://inputs/jobs/table.csv"}],
+                   inputsJsonValueFrom=["threshold", None])
+    invocation = parse(doc)
+    assert invocation.inputs_json_document() == [
+        {"interface": {"slug": "threshold"}, "value": 0.5, "file": None, "pk": "p"},
+        {"interface": {"slug": "table"}, "value": None, "file": "s3://inputs/jobs/table.csv"}]
+    # The key order of each entry is kept: the JSON is byte-identical to the unshared form.
+    assert json.dumps(invocation.inputs_json_document()[0]) == (
+        '{"interface": {"slug": "threshold"}, "value": 0.5, "file": null, "pk": "p"}')
+    assert invocation.inputs_json[0]["value"] is None  # the document itself is unchanged
+    assert parse(document()).inputs_json_document() == [{"interface": {"slug": "threshold"}, "value": 0.5}]
+
+
+@pytest.mark.parametrize(("value_from", "message"), [
+    (["threshold", None, None], "inputsJsonValueFrom has 3 entries; it must have one per inputsJson entry (2)"),
+    (["table", None], "inputsJsonValueFrom[0] names 'table', which is not a Value input"),
+    ([None, "threshold"], "inputsJson[1] has no 'value' for inputsJsonValueFrom[1] to fill"),
+])
+def test_inputs_json_value_from_rules(value_from, message):
+    doc = document(inputsJson=[{"interface": {"slug": "threshold"}, "value": None}, {"interface": {"slug": "t"}}],
+                   inputsJsonValueFrom=value_from)
+    with pytest.raises(InvocationError) as err:
+        parse(doc)
+    assert message in str(err.value)

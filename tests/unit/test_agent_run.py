@@ -5,7 +5,10 @@ codes pass through and signals become 128+n (137 stays 137); a missing program g
 shim's message and 127; the time limit sends SIGTERM, then SIGKILL to a program that ignores
 it, and reports ``Time limit exceeded``; the environment handed over is exactly the one
 given; ``harden_process`` makes the process non-dumpable; peak memory from cgroup v2 and v1
-files; which files under the output root are uploaded (symlinks only when inside).
+files; which files under the output root are uploaded (symlinks only when inside); the
+whole ``run`` with the import seal on: outputs uploaded with the digest of what was sent, a
+file above the upload limit listed but not uploaded, the signed result written, nothing
+imported once the program started, and the seal gone afterwards.
 """
 
 from __future__ import annotations
@@ -176,3 +179,52 @@ def test_file_sha256(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert agent_run.file_sha256(path) == (3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+class RecordingStore:
+    """``upload_file``/``put_bytes`` as ``transfer.PresignedStore`` has them, into a dict."""
+
+    def __init__(self, limit: int = 10**6):
+        self.objects: dict[str, tuple[bytes, dict]] = {}
+        self.limit = limit
+
+    def upload_file(self, uri, path, *, content_type="application/octet-stream", metadata=None):
+        import hashlib
+
+        from component_operator.adapters.s3 import ObjectTooLargeError
+
+        data = Path(path).read_bytes()
+        if len(data) > self.limit:
+            raise ObjectTooLargeError(uri, len(data), self.limit)
+        self.objects[uri] = (data, {"content_type": content_type})
+        return len(data), hashlib.sha256(data).hexdigest()
+
+    def put_bytes(self, uri, data, *, metadata=None, content_type="application/octet-stream"):
+        self.objects[uri] = (bytes(data), dict(metadata or {}))
+
+
+def test_run_with_the_seal_uploads_signs_and_imports_nothing_new(tmp_path):
+    from component_operator.agent import result as res
+    from component_operator.agent.invocation import Invocation
+
+    invocation = Invocation.model_validate({"jobId": "ns/j/u/0", "outputPrefix": "s3://bucket/jobs/ns/j/u/0/output/",
+                                            "resultUri": "s3://bucket/jobs/ns/j/u/0/result.json", "timeLimitSeconds": 30})
+    store = RecordingStore(limit=100)
+    out, err = io.StringIO(), io.StringIO()
+    program = py("""
+        import sys, xml.dom.minidom  # the program imports what it likes: it is another process
+        open(sys.argv[1] + "/prob.json", "w").write("0.5")
+        open(sys.argv[1] + "/big.bin", "wb").write(bytes(500))
+    """) + [str(tmp_path / "output")]
+    before = list(sys.meta_path)
+    code, result = agent_run.run(invocation, program, store=store, key=b"k" * 32, output_root=tmp_path / "output",
+                                 log=AgentLog("t", stdout=out, stderr=err),
+                                 options=agent_run.RunOptions(env=dict(os.environ), seal=True))
+    assert sys.meta_path == before  # the seal is removed again
+    assert code == 0 and "refused to import" not in out.getvalue() + err.getvalue()
+    assert {o.relative_path: o.size for o in result.outputs} == {"big.bin": 500, "prob.json": 3}
+    assert set(store.objects) == {"s3://bucket/jobs/ns/j/u/0/output/prob.json", "s3://bucket/jobs/ns/j/u/0/result.json"}
+    assert store.objects["s3://bucket/jobs/ns/j/u/0/output/prob.json"][1]["content_type"] == "application/json"
+    assert "not uploading 'big.bin': 500 bytes, more than the 100 bytes" in err.getvalue()
+    body, metadata = store.objects[invocation.result_uri]
+    assert res.verify(body, metadata["signature-hmac-sha256"], b"k" * 32, "ns/j/u/0") == result

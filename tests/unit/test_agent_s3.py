@@ -2,10 +2,17 @@
 
 We test these aspects: ``parse_uri`` and ``S3Location.join``; settings from explicit values
 and from the environment (secrets kept out of ``repr``); how client-library and network
-exceptions map to permanent and temporary errors.
+exceptions map to permanent and temporary errors; presigning: GET URLs are signed for the
+given endpoint and time, and a POST form is exactly what minio's ``presigned_post_policy``
+makes of the same ``PostPolicy`` at the same moment, with its bounds checked.
 """
 
 from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import urllib3
@@ -114,3 +121,73 @@ def test_too_large_error_names_sizes():
     err = s3.ObjectTooLargeError("s3://b/k", 2000, 1000)
     assert str(err) == "s3://b/k is 2000 bytes, more than the limit of 1000 bytes"
     assert (err.size, err.limit) == (2000, 1000) and isinstance(err, s3.PermanentS3Error)
+
+
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+CREDS = s3.Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+
+
+def test_presigned_get_url_is_for_the_given_endpoint_and_time():
+    presigner = s3.Presigner("http://10.88.0.1:9000", "eu-west-1", CREDS)
+    url = presigner.get_url("s3://jobs-bucket/inputs/a b.csv", now=NOW, expires=timedelta(hours=2))
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert (parts.netloc, parts.path) == ("10.88.0.1:9000", "/jobs-bucket/inputs/a%20b.csv")
+    assert query["X-Amz-Date"] == ["20260304T050607Z"] and query["X-Amz-Expires"] == ["7200"]
+    assert query["X-Amz-Credential"] == ["AKIDEXAMPLE/20260304/eu-west-1/s3/aws4_request"]
+    assert presigner.get_url("s3://jobs-bucket/inputs/a b.csv", now=NOW, expires=timedelta(hours=2)) == url
+    assert CREDS.secret_key not in url and CREDS.secret_key not in repr(CREDS)
+    other = s3.Presigner("http://minio.storage:9000", "eu-west-1", CREDS)
+    assert other.get_url("s3://jobs-bucket/inputs/a b.csv", now=NOW, expires=timedelta(hours=2)) != url
+
+
+def test_presigning_bounds():
+    presigner = s3.Presigner("http://10.88.0.1:9000", "us-east-1", CREDS)
+    with pytest.raises(ValueError, match="1 s to 604800 s"):
+        presigner.get_url("s3://bucket/k", now=NOW, expires=timedelta(days=8))
+    with pytest.raises(ValueError, match="naive"):
+        presigner.get_url("s3://bucket/k", now=NOW.replace(tzinfo=None), expires=timedelta(hours=1))
+    with pytest.raises(ValueError, match="must name an object"):
+        presigner.get_url("s3://bucket/prefix/", now=NOW, expires=timedelta(hours=1))
+    with pytest.raises(ValueError, match="ending in '/'"):
+        presigner.post_form("bucket", "jobs/a", now=NOW, expires=timedelta(hours=1), max_bytes=10)
+    with pytest.raises(ValueError, match="S3's POST limit"):
+        presigner.post_form("bucket", "jobs/a/", now=NOW, expires=timedelta(hours=1), max_bytes=6 * 1024**3)
+    with pytest.raises(ValueError, match="region"):
+        s3.Presigner("http://x:9000", "", CREDS)
+    with pytest.raises(ValueError, match="access key and a secret key"):
+        s3.Credentials("", "x")
+
+
+def test_post_form_is_what_minio_makes_of_the_same_policy(monkeypatch):
+    from minio import Minio
+    from minio import datatypes
+    from minio.datatypes import PostPolicy
+
+    class Frozen(datetime):
+        @classmethod
+        def utcnow(cls):
+            return NOW.replace(tzinfo=None)
+
+    expires = timedelta(hours=3)
+    policy = PostPolicy("jobs-bucket", NOW.replace(tzinfo=None) + expires)
+    policy.add_starts_with_condition("key", "jobs/ns/j/u/0/")
+    policy.add_starts_with_condition("Content-Type", "")
+    policy.add_starts_with_condition("x-amz-meta-signature-hmac-sha256", "")
+    policy.add_content_length_range_condition(0, 1024)
+    client = Minio("10.88.0.1:9000", access_key=CREDS.access_key, secret_key=CREDS.secret_key, secure=False,
+                   region="us-east-1")
+    monkeypatch.setattr(datatypes, "datetime", Frozen)  # minio signs at the wall clock: freeze it
+    expected = client.presigned_post_policy(policy)
+    form = s3.Presigner("http://10.88.0.1:9000", "us-east-1", CREDS).post_form(
+        "jobs-bucket", "jobs/ns/j/u/0/", now=NOW, expires=expires, max_bytes=1024,
+        metadata_keys=("signature-hmac-sha256",))
+    assert dict(form.fields) == expected
+    assert form.url == "http://10.88.0.1:9000/jobs-bucket" and form.expires_at == "2026-03-04T08:06:07.000Z"
+    document = json.loads(base64.b64decode(form.fields["policy"]))
+    assert ["starts-with", "$key", "jobs/ns/j/u/0/"] in document["conditions"]
+    assert ["content-length-range", 0, 1024] in document["conditions"]
+    assert s3.PostForm.from_json(json.loads(json.dumps(form.to_json()))) == form
+    assert CREDS.secret_key not in json.dumps(form.to_json())
+    with pytest.raises(ValueError, match="not a POST form document"):
+        s3.PostForm.from_json({"url": "x"})

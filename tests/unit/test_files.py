@@ -232,3 +232,12 @@ def test_refused_file_names(name, suffix):
     with pytest.raises(kinds.FileContentError) as info:
         kinds.check_file_extension(name)
     assert info.value.message == f"File of type {suffix} is not supported. Allowed types are {ALLOWED}."
+
+
+def test_json_file_nested_too_deeply_is_refused_not_crashing():
+    # The decoder recurses per level; ~1000 levels used to escape as RecursionError.
+    with pytest.raises(kinds.FileContentError, match="nested too deeply to decode"):
+        kinds.check_file_content("Anything", b"[" * 5000 + b"]" * 5000)
+    with pytest.raises(kinds.ValueValidationError, match="nested 100 levels deep.*limit of 64 levels"):
+        kinds.check_file_content("Multiple choice", b"[" * 100 + b"]" * 100)
+    kinds.check_file_content("Anything", b"[" * 64 + b"]" * 64, schema={"type": "array"})

@@ -499,6 +499,12 @@ CUSTOM_SCHEMAS = [
     ("FLT", {"$schema": D2020, "$ref": "#/definitions/INT", "maximum": 3}),
     ("FLT", {"$ref": "#/definitions/INT", "maximum": 3}),
     ("STR", {"pattern": "^[a-z]+$"}),
+    # Patterns run on RE2 (kinds.regex) with Python's verdicts: Unicode \d and \w, $ before "\n".
+    ("STR", {"pattern": "^\\d{3}$"}),
+    ("STR", {"pattern": "\\w+@\\w+"}),
+    ("STR", {"pattern": "(?m)^b$"}),
+    ("STR", {"$schema": D4, "pattern": "^[A-Z]"}),
+    ("STR", {"pattern": "^(a+)+$"}),
     ("STR", {"enum": ["a", "b", "x"]}),
     ("STR", {"minLength": 1, "maxLength": 2}),
     ("STR", {"contentMediaType": "application/json"}),
@@ -525,6 +531,8 @@ CUSTOM_SCHEMAS = [
     ("JSON", {"if": {"type": "integer"}, "then": {"minimum": 3}, "else": {"type": "string"}}),
     ("JSON", {"propertyNames": {"maxLength": 1}}),
     ("JSON", {"patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": False}),
+    ("JSON", {"patternProperties": {"^\\d+$": {"type": "string"}, "^y": {}}, "additionalProperties": False}),
+    ("JSON", {"$schema": D2020, "patternProperties": {"^x": True}, "unevaluatedProperties": False}),
     ("JSON", {"anyOf": [{"type": "integer"}, {"type": "string", "minLength": 1}]}),
     ("JSON", {"oneOf": [{"type": "number"}, {"type": "integer"}]}),
     ("JSON", {"$schema": D7, "items": [{"type": "integer"}], "additionalItems": False}),
@@ -533,6 +541,7 @@ CUSTOM_VALUES = [
     None, True, False, 0, 1, 1.0, 2, 3, 3.5, 5, 6, 10, 40, 40.0, 41, -1, 0.3, 0.7, 2**64, "", "a", "x", "abc",
     "abc\n", "AB", "ab", '{"a": 1}', "{bad", "a@b", [], [1], [1, 2], ["a", "b"], ["a", "a"], [1, True], [1, "x"],
     [1.0, 1], ["a", "b", "c"], {}, {"a": 1}, {"a": 1, "b": 2}, {"b": 1}, {"x1": 1}, {"x1": "s"}, {"y": 1},
+    "123", "١٢٣", "123\n", "a@b\n", "é@ß", "a\nb", "aaaa", "a" * 12 + "!", "Abc", {"12": "s"}, {"١": 1},
 ]  # fmt: skip
 
 

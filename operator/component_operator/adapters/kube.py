@@ -2,8 +2,10 @@
 
 Every call runs in a dedicated thread pool (never on kopf's event loop). Creates treat 409
 as success once the existing object is shown to be ours (same controller uid); deletes treat
-404 as success. Errors are mapped to the operator's taxonomy: ``TemporaryError`` for what a
-retry can fix (timeouts, 5xx, 429, conflicts), everything else propagates as unexpected.
+404 as success. Errors are mapped to the operator's taxonomy (``component_operator.errors``):
+``TemporaryError`` for what a retry can fix (connection failures, timeouts, 5xx, 429,
+conflicts), ``RefusedError`` (permanent) when the API server refuses what we sent (400, 403,
+422, with its own message), a 404 is the caller's to interpret.
 """
 
 from __future__ import annotations
@@ -16,26 +18,26 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, VERSION
+from ..errors import RefusedError, TemporaryError
 
 T = TypeVar("T")
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube")
 _API: client.ApiClient | None = None
 
 
-class TemporaryError(Exception):
-    """A failure a retry can fix."""
-
-    def __init__(self, message: str, delay: float = 1.0):
-        super().__init__(message)
-        self.delay = delay
+__all__ = ["OwnershipError", "RefusedError", "TemporaryError"]
 
 
-class OwnershipError(Exception):
+class OwnershipError(RefusedError):
     """An object with our deterministic name exists but belongs to someone else."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 409, reason="NameCollision")
 
 
 def api() -> client.ApiClient:
@@ -52,14 +54,43 @@ def api() -> client.ApiClient:
     return _API
 
 
+def api_message(err: ApiException) -> str:
+    """The API server's own words (its Status ``message``), else the HTTP reason."""
+    try:
+        body = json.loads(err.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or err.reason or f"HTTP {err.status}")[:2000]
+
+
+def classify(err: ApiException, what: str = "") -> Exception:
+    """The taxonomy's exception for an API error (a 404 stays an ``ApiException``)."""
+    status = err.status or 0
+    prefix = f"{what}: " if what else ""
+    if status in (409, 429) or status >= 500 or status == 0:
+        return TemporaryError(f"{prefix}API {status}: {api_message(err)}")
+    if status in (400, 403, 413, 422):
+        return RefusedError(f"{prefix}the API server refused it ({status}): {api_message(err)}", status)
+    return err
+
+
+#: (connect, read) seconds of every API call: nothing the operator waits for can hang.
+REQUEST_TIMEOUT = (10, 60)
+
+
 async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
+    kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
     try:
         return await loop.run_in_executor(_POOL, functools.partial(fn, *args, **kwargs))
     except ApiException as err:
-        if err.status in (409,) or err.status == 429 or (err.status or 0) >= 500:
-            raise TemporaryError(f"API {err.status}: {err.reason}") from err
-        raise
+        mapped = classify(err)
+        if mapped is err:
+            raise
+        raise mapped from err
+    except (urllib3.exceptions.HTTPError, OSError) as err:  # connection refused, reset, timed out
+        raise TemporaryError(f"API unreachable: {err}") from err
 
 
 def _sanitize(obj: Any) -> dict[str, Any]:
@@ -86,11 +117,17 @@ async def get_custom(namespace: str, plural: str, name: str) -> dict[str, Any] |
         raise
 
 
-async def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+async def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+    """Merge-patch the status; None when the object is gone (deleted meanwhile)."""
     objects = client.CustomObjectsApi(api())
-    return await _run(
-        objects.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, {"status": status}
-    )
+    try:
+        return await _run(
+            objects.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, {"status": status}
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
 
 
 async def patch_cluster_status(plural: str, name: str, status: dict[str, Any]) -> None:
@@ -145,15 +182,27 @@ async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
     }[kind]
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(_POOL, functools.partial(create, namespace, body, _preload_content=False))
+        await loop.run_in_executor(_POOL, functools.partial(create, namespace, body, _preload_content=False,
+                                                             _request_timeout=REQUEST_TIMEOUT))
     except ApiException as err:
         if err.status != 409:
-            if err.status == 429 or (err.status or 0) >= 500:
-                raise TemporaryError(f"create {kind} {name}: API {err.status}") from err
+            mapped = classify(err, f"create {kind} {name}")
+            if err.status == 404:  # the namespace is gone
+                mapped = RefusedError(f"create {kind} {name}: {api_message(err)}", 404)
+            raise mapped from err
+        try:
+            existing = _raw(await _run(read, name, namespace, _preload_content=False))
+        except ApiException as read_err:
+            if read_err.status == 404:  # deleted between the two calls: try again
+                raise TemporaryError(f"create {kind} {name}: it existed and is gone now") from read_err
             raise
-        existing = _raw(await _run(read, name, namespace, _preload_content=False))
         if not _owned_by(existing, owner_uid):
-            raise OwnershipError(f"{kind} {namespace}/{name} exists and is not owned by this job") from err
+            raise OwnershipError(
+                f"{kind} {namespace}/{name} already exists and is not owned by this job; the job's "
+                "child objects have fixed names, so delete or rename that object, or the job"
+            ) from err
+    except (urllib3.exceptions.HTTPError, OSError) as err:
+        raise TemporaryError(f"create {kind} {name}: API unreachable: {err}") from err
 
 
 async def delete_pod(namespace: str, name: str) -> None:
@@ -180,7 +229,7 @@ async def read_logs(namespace: str, pod: str, container: str, tail_lines: int = 
             _run(core.read_namespaced_pod_log, pod, namespace, stream="Stderr", **base),
         )
         return stdout or "", stderr or ""
-    except (ApiException, TemporaryError) as err:
+    except (ApiException, TemporaryError, RefusedError) as err:
         status = getattr(err, "status", None) or getattr(err.__cause__, "status", None)
         if status not in (400, 422):
             return "", ""
@@ -266,13 +315,14 @@ async def patch_webhook_ca_bundle(configuration: str, ca_bundle: bytes) -> bool:
 async def _create_unless_exists(fn: Callable[..., Any], *args: Any) -> None:
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(_POOL, functools.partial(fn, *args, _preload_content=False))
+        await loop.run_in_executor(_POOL, functools.partial(fn, *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
     except ApiException as err:
         if err.status == 409:
             return
-        if err.status == 429 or (err.status or 0) >= 500:
-            raise TemporaryError(f"API {err.status}: {err.reason}") from err
-        raise
+        mapped = classify(err)
+        if mapped is err:
+            raise
+        raise mapped from err
 
 
 async def ensure_peering(name: str, namespaces: list[str]) -> None:

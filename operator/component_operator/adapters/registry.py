@@ -2,8 +2,8 @@
 
 A ComponentImage names an image in a registry instead of carrying a ``docker save`` tarball,
 so the operator must read the manifest and configuration from the registry itself, with
-whatever credentials the image's pull secret holds. Only reads are needed (no layers are
-downloaded), so a few hundred lines of httpx replace a registry SDK:
+whatever credentials the image's pull secret holds. Only reads are needed, so a few hundred
+lines of httpx replace a registry SDK:
 
 * reference parsing with Docker's defaults (``ubuntu`` -> ``docker.io/library/ubuntu:latest``);
 * anonymous access, HTTP basic auth, and the bearer-token challenge
@@ -12,7 +12,11 @@ downloaded), so a few hundred lines of httpx replace a registry SDK:
   ``identitytoken``, ``registrytoken``);
 * HTTPS with an optional CA bundle, or plain HTTP for a local registry;
 * OCI and Docker v2 manifests and indexes (linux/amd64 is picked from an index);
-* errors classified as permanent or transient (``RegistryError.transient``).
+* errors classified as permanent or transient (``RegistryError.transient``);
+* layers are downloaded only when ``config.User`` names a user or group: then they are
+  streamed from the top down (``adapters.rootfs``, bounded) until ``/etc/passwd`` and
+  ``/etc/group`` are found, so that the name can be turned into a uid. Numeric users never
+  download a layer.
 
 The client is synchronous; the operator calls it through ``asyncio.to_thread``.
 """
@@ -24,13 +28,16 @@ import hashlib
 import json
 import re
 import ssl
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import certifi
 import httpx
 
-from ..planning.images import PLATFORM_ARCHITECTURE, PLATFORM_OS, ManifestInfo
+from ..planning import image_users
+from ..planning.images import PLATFORM_ARCHITECTURE, PLATFORM_OS, ManifestInfo, check_image_config, image_facts
+from . import rootfs
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -47,11 +54,15 @@ ACCEPT = ", ".join((*INDEX_TYPES, *MANIFEST_TYPES))
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
+#: Compressed layer bytes read to resolve a USER name, and the variable that overrides it.
+USER_MAX_LAYER_BYTES = rootfs.MAX_LAYER_BYTES
+USER_MAX_LAYER_BYTES_ENV = rootfs.MAX_LAYER_BYTES_ENV
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_BLOB_DIGEST_RE = re.compile(r"^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?$")
 
 
@@ -334,8 +345,27 @@ class RegistryClient:
             raise MalformedManifest(f"The {what} is {len(resp.content)} bytes, more than the {max_bytes} allowed.")
         return resp.content
 
-    def inspect(self, ref: ImageReference) -> ManifestInfo:
-        """Read the manifest (linux/amd64 from an index) and the configuration of ``ref``."""
+    @contextmanager
+    def open_blob(self, repository: str, digest: str, chunk_bytes: int = rootfs.CHUNK_BYTES) -> Iterator[Iterator[bytes]]:
+        """Stream a blob (a layer): yields an iterator of chunks; nothing is held beyond one chunk.
+
+        A connection lost or timing out midway raises RegistryUnavailable from the iterator.
+        """
+        if not _BLOB_DIGEST_RE.match(str(digest)):
+            raise MalformedManifest(f"A layer of {self._where(repository)} has no valid digest: {digest!r}.")
+        what = f"blob {digest} of {self._where(repository)}"
+        resp = self._open_stream(f"/v2/{repository}/blobs/{digest}", repository)
+        try:
+            if resp.status_code != 200:
+                resp.read()
+                self._raise_for_status(resp, what, BlobUnknown)
+            yield self._chunks(resp, chunk_bytes)
+        finally:
+            resp.close()
+
+    def inspect(self, ref: ImageReference, *, max_layer_bytes: int = rootfs.MAX_LAYER_BYTES) -> ManifestInfo:
+        """Read the manifest (linux/amd64 from an index) and the configuration of ``ref``; when
+        ``config.User`` holds a name, also the files of the layers that resolve it."""
         digest, media_type, doc = self.get_manifest(ref.repository, ref.manifest_reference)
         index_digest, platforms = None, ()
         if media_type in INDEX_TYPES:
@@ -361,6 +391,7 @@ class RegistryClient:
                     config_error = f"The config blob {config_desc['digest']} is not valid JSON: {err}"
                 if not isinstance(config, dict):
                     config, config_error = None, config_error or f"The config blob {config_desc['digest']} is not a JSON object."
+        user_files = self._user_files(ref.repository, config, layers, max_layer_bytes) if config is not None else None
         return ManifestInfo(
             manifest_digest=digest,
             pinned_image=ref.pinned(digest),
@@ -372,7 +403,28 @@ class RegistryClient:
             size=size,
             index_digest=index_digest,
             platforms=tuple(platforms),
+            user_files=user_files,
         )
+
+    def _user_files(self, repository: str, config: dict[str, Any], layers: list[dict[str, Any]], max_layer_bytes: int) -> image_users.UserFiles | None:
+        """/etc/passwd and /etc/group from the layers, when config.User needs them (else None).
+
+        An image that fails a rule of its configuration anyway (architecture, no entrypoint ...)
+        is not worth downloading layers for.
+        """
+        wanted = image_users.files_needed(image_facts(config).user)
+        if not wanted or check_image_config(config):
+            return None
+
+        @contextmanager
+        def open_layer(descriptor: dict[str, Any]) -> Iterator[Iterator[bytes]]:
+            try:
+                with self.open_blob(repository, str(descriptor.get("digest", ""))) as chunks:
+                    yield chunks
+            except (BlobUnknown, MalformedManifest) as err:
+                raise rootfs.LayerUnreadable(str(err)) from err
+
+        return rootfs.read_files(open_layer, layers, wanted, max_layer_bytes=max_layer_bytes)
 
     # -- HTTP and auth --
 
@@ -386,6 +438,36 @@ class RegistryClient:
             raise RegistryUnavailable(f"The registry at {self.base_url} did not answer in time ({type(err).__name__}).") from err
         except httpx.TransportError as err:
             raise RegistryUnavailable(f"The registry at {self.base_url} could not be reached: {err or type(err).__name__}.") from err
+
+    def _open_stream(self, path: str, repository: str) -> httpx.Response:
+        """A streamed GET (the caller closes the response), authorizing once on 401 as _request does."""
+        headers: dict[str, str] = {}
+        for attempt in (1, 2):
+            if repository in self._auth:
+                headers["Authorization"] = self._auth[repository]
+            try:
+                resp = self._http.send(self._http.build_request("GET", self.base_url + path, headers=headers), stream=True)
+            except httpx.TimeoutException as err:
+                raise RegistryUnavailable(f"The registry at {self.base_url} did not answer in time ({type(err).__name__}).") from err
+            except httpx.TransportError as err:
+                raise RegistryUnavailable(f"The registry at {self.base_url} could not be reached: {err or type(err).__name__}.") from err
+            if resp.status_code != 401:
+                return resp
+            resp.read()
+            resp.close()
+            if attempt == 2:
+                who = f"user {self.credentials.username!r}" if self.credentials and self.credentials.username else "anonymous access"
+                raise Unauthorized(f"The registry refused {who} to {self._where(repository)} (401 {_error_text(resp)}).")
+            self._auth[repository] = self._authorize(resp.headers.get("www-authenticate", ""), repository)
+        raise AssertionError("unreachable")
+
+    def _chunks(self, resp: httpx.Response, chunk_bytes: int) -> Iterator[bytes]:
+        try:
+            yield from resp.iter_bytes(chunk_bytes)
+        except httpx.TimeoutException as err:
+            raise RegistryUnavailable(f"The registry at {self.base_url} stopped sending a layer ({type(err).__name__}).") from err
+        except httpx.TransportError as err:
+            raise RegistryUnavailable(f"The registry at {self.base_url} broke off a layer download: {err or type(err).__name__}.") from err
 
     def _request(self, method: str, path: str, repository: str, headers: dict[str, str] | None = None) -> httpx.Response:
         headers = dict(headers or {})
@@ -519,9 +601,13 @@ def inspect_image(
     ca_file: str | None = None,
     timeout: float = 30.0,
     transport: httpx.BaseTransport | None = None,
+    max_layer_bytes: int = rootfs.MAX_LAYER_BYTES,
 ) -> ManifestInfo:
-    """Parse ``image``, pick credentials for its registry and inspect it (raises RegistryError)."""
+    """Parse ``image``, pick credentials for its registry and inspect it (raises RegistryError).
+
+    ``max_layer_bytes`` bounds the compressed layer bytes read to resolve a USER name.
+    """
     ref = parse_reference(image)
     creds = credentials_from_docker_config(docker_config, ref.registry)
     with RegistryClient(ref.registry, credentials=creds, insecure=insecure, ca_file=ca_file, timeout=timeout, transport=transport) as client:
-        return client.inspect(ref)
+        return client.inspect(ref, max_layer_bytes=max_layer_bytes)

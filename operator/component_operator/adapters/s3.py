@@ -18,15 +18,25 @@ Errors are mapped to two families so that callers decide without knowing the cli
 
 The original exception is chained as ``__cause__``. Settings come from explicit arguments or
 from the environment (``S3Settings.from_env``); secrets never appear in ``repr``.
+
+Presigning (``Presigner``) is how the operator hands a job pod exactly what its attempt needs
+and nothing more: a SigV4 presigned GET URL per input object and an S3 POST policy that lets
+the pod create objects only below its own key prefix, each at most a given size. Presigning is
+pure computation (HMAC over the request, no network), with the clock passed in, so the
+operator's planning stays deterministic. SigV4 signs the ``Host`` header: a URL is signed for
+the endpoint the pod will connect to, not the operator's.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit
@@ -37,11 +47,16 @@ from minio.error import InvalidResponseError, MinioException, S3Error as _MinioS
 
 __all__ = [
     "AccessDeniedError",
+    "Credentials",
+    "MAX_POST_BYTES",
+    "MAX_PRESIGN_SECONDS",
     "ObjectInfo",
     "ObjectNotFoundError",
     "ObjectStore",
     "ObjectTooLargeError",
     "PermanentS3Error",
+    "PostForm",
+    "Presigner",
     "S3Error",
     "S3Location",
     "S3Settings",
@@ -52,6 +67,10 @@ __all__ = [
 #: User metadata keys are sent as ``x-amz-meta-<key>`` headers; reads strip the prefix again.
 META_PREFIX = "x-amz-meta-"
 _CHUNK = 1024 * 1024
+#: SigV4 presigned requests (query-string URLs and POST policies) are valid at most 7 days.
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+#: The largest object one POST (or PUT) request may create in S3: 5 GiB.
+MAX_POST_BYTES = 5 * 1024**3
 
 
 # ---------------------------------------------------------------------------------------
@@ -430,6 +449,28 @@ class ObjectStore:
             raise
         return written, digest.hexdigest() if digest is not None else None
 
+    def hash_object(self, uri: str, *, max_bytes: int) -> tuple[int, str]:
+        """(size, sha256 hex) of the object, streamed and never stored; ``ObjectTooLargeError``
+        as soon as it is known to be larger than ``max_bytes``."""
+        loc = parse_uri(uri)
+        digest = hashlib.sha256()
+        read = 0
+        with _Mapped(uri):
+            response = self._client.get_object(loc.bucket, loc.key)
+            try:
+                size = _info_from_headers(loc, response.headers).size
+                if size > max_bytes:
+                    raise ObjectTooLargeError(str(loc), size, max_bytes)
+                for chunk in response.stream(_CHUNK):
+                    read += len(chunk)
+                    if read > max_bytes:
+                        raise ObjectTooLargeError(str(loc), max(read, size), max_bytes)
+                    digest.update(chunk)
+            finally:
+                response.close()
+                response.release_conn()
+        return read, digest.hexdigest()
+
     # -- prefixes --------------------------------------------------------------------
 
     def list_prefix(self, uri: str, *, limit: int | None = None) -> Iterator[ObjectInfo]:
@@ -463,6 +504,150 @@ class ObjectStore:
                         uri=uri, code=first.code or "",
                     )
         return len(keys)
+
+
+# ---------------------------------------------------------------------------------------
+# Presigning
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An access key pair (and the session token of temporary credentials)."""
+
+    access_key: str
+    secret_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.access_key or not self.secret_key:
+            raise ValueError("object-storage credentials need an access key and a secret key "
+                             "(COMPONENT_OPERATOR_S3_ACCESS_KEY, COMPONENT_OPERATOR_S3_SECRET_KEY)")
+
+
+@dataclass(frozen=True)
+class PostForm:
+    """An S3 POST policy, signed: what a client needs to create objects below ``key_prefix``.
+
+    ``fields`` go into the multipart/form-data body before the ``key`` (below ``key_prefix``),
+    the allowed extra fields (``Content-Type``, the user metadata named in the policy) and,
+    last, the ``file``. ``max_bytes`` is the policy's ``content-length-range`` upper bound.
+    """
+
+    url: str
+    bucket: str
+    key_prefix: str
+    fields: Mapping[str, str] = field(repr=False)
+    max_bytes: int
+    expires_at: str
+    metadata_keys: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "bucket": self.bucket, "keyPrefix": self.key_prefix, "fields": dict(self.fields),
+                "maxBytes": self.max_bytes, "expiresAt": self.expires_at, "metadataKeys": list(self.metadata_keys)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "PostForm":
+        try:
+            return cls(url=str(data["url"]), bucket=str(data["bucket"]), key_prefix=str(data["keyPrefix"]),
+                       fields={str(k): str(v) for k, v in dict(data["fields"]).items()},
+                       max_bytes=int(data["maxBytes"]), expires_at=str(data["expiresAt"]),
+                       metadata_keys=tuple(str(k) for k in data.get("metadataKeys") or ()))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"the upload grant is not a POST form document: {type(err).__name__}: {err}") from None
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"presigning needs an aware time (UTC), got the naive {moment.isoformat()}")
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _check_expiry(expires: timedelta) -> int:
+    seconds = int(expires.total_seconds())
+    if not 1 <= seconds <= MAX_PRESIGN_SECONDS:
+        raise ValueError(f"a presigned request's lifetime must be 1 s to {MAX_PRESIGN_SECONDS} s (SigV4's 7 days), "
+                         f"got {expires.total_seconds():g} s")
+    return seconds
+
+
+class Presigner:
+    """SigV4 presigning for one endpoint as its clients reach it (no network, clock passed in).
+
+    ``endpoint`` is the URL the holder of the URLs connects to (for job pods:
+    ``objectStorage.podEndpoint``): the host is part of what GET URLs sign. The region must be
+    known (it is part of the signature; a lookup would be a network call).
+    """
+
+    def __init__(self, endpoint: str, region: str, credentials: Credentials) -> None:
+        if not region:
+            raise ValueError("presigning needs the object store's region (objectStorage.region)")
+        self.settings = S3Settings(endpoint=endpoint, region=region, access_key=credentials.access_key,
+                                   secret_key=credentials.secret_key, session_token=credentials.session_token)
+        self.credentials = credentials
+        self.region = region
+        host, secure = self.settings.host_and_secure()
+        self.base_url = f"{'https' if secure else 'http'}://{host}"
+        # The client only builds and signs URLs here; it never connects (the region is given).
+        self._client = ObjectStore._make_client(self.settings)
+
+    def get_url(self, uri: str, *, now: datetime, expires: timedelta) -> str:
+        """A presigned GET URL of the object ``uri`` (``s3://bucket/key``), valid ``expires`` from ``now``."""
+        loc = parse_uri(uri)
+        if not loc.key or loc.key.endswith("/"):
+            raise ValueError(f"{uri!r} must name an object to presign a GET for it, not a bucket or prefix")
+        _check_expiry(expires)
+        return self._client.presigned_get_object(loc.bucket, loc.key, expires=expires, request_date=_utc_naive(now))
+
+    def post_form(self, bucket: str, key_prefix: str, *, now: datetime, expires: timedelta, max_bytes: int,
+                  metadata_keys: tuple[str, ...] = ()) -> PostForm:
+        """A signed POST policy for objects ``key_prefix*`` of at most ``max_bytes`` bytes.
+
+        The conditions are those of minio's ``PostPolicy`` with ``add_starts_with_condition("key",
+        key_prefix)``, ``add_starts_with_condition("Content-Type", "")``, one empty starts-with per
+        metadata key and ``add_content_length_range_condition(0, max_bytes)``; the document and the
+        signature are what ``Minio.presigned_post_policy`` makes of it (a unit test compares the
+        two), except that the date is ``now`` instead of the wall clock.
+        """
+        if not key_prefix or not key_prefix.endswith("/") or key_prefix.startswith("/"):
+            raise ValueError(f"the upload key prefix {key_prefix!r} must be a relative prefix ending in '/'")
+        if not 0 < max_bytes <= MAX_POST_BYTES:
+            raise ValueError(f"the upload size limit must be 1 to {MAX_POST_BYTES} bytes (S3's POST limit), got {max_bytes}")
+        for key in metadata_keys:
+            if not re.fullmatch(r"[a-z0-9\-]+", key):
+                raise ValueError(f"user metadata key {key!r} must be lower-case letters, digits and '-'")
+        seconds = _check_expiry(expires)
+        date = _utc_naive(now)
+        expiration = date + timedelta(seconds=seconds)
+        from minio.signer import get_credential_string, post_presign_v4
+        from minio.time import to_amz_date, to_iso8601utc
+
+        creds = self.credentials
+        credential = get_credential_string(creds.access_key, date, self.region)
+        amz_date = to_amz_date(date)
+        conditions: list[list[Any]] = [["eq", "$bucket", bucket]]
+        conditions.append(["starts-with", "$key", key_prefix])
+        conditions.append(["starts-with", "$Content-Type", ""])
+        conditions += [["starts-with", f"${META_PREFIX}{key}", ""] for key in metadata_keys]
+        conditions.append(["content-length-range", 0, max_bytes])
+        conditions.append(["eq", "$x-amz-algorithm", "AWS4-HMAC-SHA256"])
+        conditions.append(["eq", "$x-amz-credential", credential])
+        if creds.session_token:
+            conditions.append(["eq", "$x-amz-security-token", creds.session_token])
+        conditions.append(["eq", "$x-amz-date", amz_date])
+        policy = {"expiration": to_iso8601utc(expiration), "conditions": conditions}
+        encoded = base64.b64encode(json.dumps(policy).encode()).decode("utf-8")
+        fields = {
+            "x-amz-algorithm": "AWS4-HMAC-SHA256",
+            "x-amz-credential": credential,
+            "x-amz-date": amz_date,
+            "policy": encoded,
+            "x-amz-signature": post_presign_v4(encoded, creds.secret_key, date, self.region),
+        }
+        if creds.session_token:
+            fields["x-amz-security-token"] = creds.session_token
+        return PostForm(url=f"{self.base_url}/{bucket}", bucket=bucket, key_prefix=key_prefix, fields=fields,
+                        max_bytes=max_bytes, expires_at=to_iso8601utc(expiration), metadata_keys=tuple(metadata_keys))
 
 
 def _user_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:

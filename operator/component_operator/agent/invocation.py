@@ -33,6 +33,15 @@ ENV_AGENT_BINARY = "COMPONENT_OPERATOR_AGENT_BINARY"
 ENV_RUN_AS = "COMPONENT_OPERATOR_RUN_AS"
 ENV_GRACE = "COMPONENT_OPERATOR_TERMINATION_GRACE_SECONDS"
 ENV_TERMINATION_LOG = "COMPONENT_OPERATOR_TERMINATION_LOG"
+#: ``prepare`` only (from the Secret): ``{"source": "s3://…", "url": "<presigned GET>"}`` per input object.
+ENV_DOWNLOAD_PREFIX = "COMPONENT_OPERATOR_DOWNLOAD_"
+#: ``prepare`` only (from the Secret): the signed POST policy for the attempt's prefix (JSON).
+ENV_UPLOAD = "COMPONENT_OPERATOR_UPLOAD"
+#: Both containers: where ``prepare`` leaves the key and the upload policy for ``run``.
+ENV_HANDOFF_FILE = "COMPONENT_OPERATOR_HANDOFF_FILE"
+DEFAULT_HANDOFF_FILE = "/tmp/.component-operator/handoff.json"
+#: Optional PEM bundle of the object store's private CA.
+ENV_CA_FILE = "COMPONENT_OPERATOR_S3_CA_FILE"
 #: Prefixes of variables the algorithm never sees.
 SCRUBBED_PREFIXES = ("COMPONENT_OPERATOR_", "GRAND_CHALLENGE_")
 
@@ -136,6 +145,9 @@ class Invocation(_Model):
     job_id: str = Field(min_length=1)
     inputs: list[InputItem] = Field(default_factory=list)
     inputs_json: list[Any] = Field(default_factory=list)
+    inputs_json_value_from: list[str | None] = Field(default_factory=list)
+    """Per ``inputsJson`` entry, the Value input whose ``value`` fills the entry's ``value``
+    (or null): each inline value is stored once in the document, under ``inputs``."""
     outputs: list[OutputItem] = Field(default_factory=list)
     output_prefix: str
     result_uri: str
@@ -170,7 +182,33 @@ class Invocation(_Model):
             if item.super_kind != "Image" and key in seen:
                 raise ValueError(f"inputs {seen[key]!r} and {item.interface!r} would both be staged at {key!r}")
             seen[key] = item.interface
+        if self.inputs_json_value_from:
+            if len(self.inputs_json_value_from) != len(self.inputs_json):
+                raise ValueError(f"inputsJsonValueFrom has {len(self.inputs_json_value_from)} entries; it must have one "
+                                 f"per inputsJson entry ({len(self.inputs_json)})")
+            values = {item.interface for item in self.inputs if item.super_kind == "Value"}
+            for index, name in enumerate(self.inputs_json_value_from):
+                if name is None:
+                    continue
+                if name not in values:
+                    raise ValueError(f"inputsJsonValueFrom[{index}] names {name!r}, which is not a Value input")
+                if not isinstance(self.inputs_json[index], dict) or "value" not in self.inputs_json[index]:
+                    raise ValueError(f"inputsJson[{index}] has no 'value' for inputsJsonValueFrom[{index}] to fill")
         return self
+
+    def inputs_json_document(self) -> list[Any]:
+        """``/input/inputs.json``'s list: ``inputsJson`` with each referenced value filled in
+        (the entries keep their key order, so the JSON is byte-identical to the unshared form)."""
+        if not self.inputs_json_value_from:
+            return list(self.inputs_json)
+        values = {item.interface: item.value for item in self.inputs if item.super_kind == "Value"}
+        entries = []
+        for entry, name in zip(self.inputs_json, self.inputs_json_value_from):
+            if name is not None:
+                entry = dict(entry)
+                entry["value"] = values[name]
+            entries.append(entry)
+        return entries
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Invocation":
@@ -240,19 +278,24 @@ def invocation_from_env(env: Mapping[str, str] | None = None) -> Invocation:
     return Invocation.load(path)
 
 
-def signing_key_from_env(env: Mapping[str, str] | None = None) -> bytes:
-    """The HMAC key (hex in the environment); refuses a missing, malformed or short key."""
-    env = os.environ if env is None else env
-    text = (env.get(ENV_SIGNING_KEY) or "").strip()
+def signing_key_from_hex(text: str, *, what: str = "the signing key") -> bytes:
+    """The HMAC key from its hex form; refuses a missing, malformed or short key."""
+    text = (text or "").strip()
     if not text:
-        raise InvocationError(f"{ENV_SIGNING_KEY} is not set: the result cannot be signed")
+        raise InvocationError(f"{what} is not set: the result cannot be signed")
     try:
         key = bytes.fromhex(text)
     except ValueError:
-        raise InvocationError(f"{ENV_SIGNING_KEY} is not hexadecimal") from None
+        raise InvocationError(f"{what} is not hexadecimal") from None
     if len(key) < MIN_SIGNING_KEY_BYTES:
-        raise InvocationError(f"{ENV_SIGNING_KEY} is {len(key)} bytes; at least {MIN_SIGNING_KEY_BYTES} are required")
+        raise InvocationError(f"{what} is {len(key)} bytes; at least {MIN_SIGNING_KEY_BYTES} are required")
     return key
+
+
+def signing_key_from_env(env: Mapping[str, str] | None = None) -> bytes:
+    """The HMAC key from ``COMPONENT_OPERATOR_SIGNING_KEY_HEX`` (``prepare``'s environment)."""
+    env = os.environ if env is None else env
+    return signing_key_from_hex(env.get(ENV_SIGNING_KEY) or "", what=ENV_SIGNING_KEY)
 
 
 def parse_run_as(text: str) -> tuple[int, int | None]:

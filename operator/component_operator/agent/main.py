@@ -1,9 +1,15 @@
 """Command line of the agent: ``prepare``, ``run -- <program>``, ``version``.
 
-Thin on purpose: it reads the environment (names in ``invocation``), builds the object-store
-client, calls ``prepare.prepare`` or ``run.run``, and turns failures into the exit codes and
-the single JSON error line of the contract (package docstring). It is the entry point of the
-static executable too (``testenv/scripts/build_agent.sh``), so it imports nothing heavy.
+Thin on purpose: it reads the environment (names in ``invocation``), builds the presigned
+object-store client (``transfer``), calls ``prepare.prepare`` or ``run.run``, and turns
+failures into the exit codes and the single JSON error line of the contract (package
+docstring). It is the entry point of the static executable too
+(``testenv/scripts/build_agent.sh``), so it imports nothing heavy.
+
+Secrets, in order: ``prepare`` reads the grants and the signing key from its environment (the
+init container's; gone when it exits), stages the inputs with the GET URLs, then leaves the
+key and the upload policy in the handoff file; ``run`` makes itself non-dumpable, reads and
+deletes the handoff file before anything else, and only then starts the program.
 """
 
 from __future__ import annotations
@@ -16,19 +22,22 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .. import __version__
-from ..adapters.s3 import ObjectStore, S3Error, S3Settings, TemporaryS3Error
+from ..adapters.s3 import S3Error, TemporaryS3Error
 from .invocation import (
+    ENV_CA_FILE,
+    ENV_DOWNLOAD_PREFIX,
     ENV_GRACE,
     ENV_RUN_AS,
     ENV_SIGNING_KEY,
     ENV_TERMINATION_LOG,
+    ENV_UPLOAD,
     InvocationError,
     Roots,
     invocation_from_env,
     parse_run_as,
     scrubbed_environment,
-    signing_key_from_env,
 )
+from .transfer import Grants, PresignedStore, consume_handoff, handoff_path, write_handoff
 from .logs import AgentLog, format_line
 
 USAGE = """usage: component-operator agent {prepare | run -- PROGRAM [ARGS...] | version}
@@ -83,8 +92,13 @@ def cmd_prepare(env: Mapping[str, str]) -> int:
     try:
         invocation = invocation_from_env(env)
         log.task = invocation.job_id
-        store = ObjectStore(S3Settings.from_env(env))
+        grants = Grants.from_env(env)
+        if grants.signing_key is None:
+            raise InvocationError(f"{ENV_SIGNING_KEY} is not set: `run` could not sign the result")
+        store = PresignedStore(grants.downloads, ca_file=env.get(ENV_CA_FILE) or None)
         prepare(invocation, store, Roots.from_env(env), log)
+        write_handoff(handoff_path(env), signing_key=grants.signing_key, upload=grants.upload)
+        log.internal(f"left the signing key and the upload policy for `run` in {handoff_path(env)}")
     except PrepareError as err:
         fail(log, err.message, err.detail, interface=err.interface, env=env)
         return 1
@@ -107,8 +121,14 @@ def cmd_run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     hardened = harden_process()  # before anything secret is read
     log = AgentLog(None)
     try:
-        key = signing_key_from_env(env)
-        settings = S3Settings.from_env(env)
+        leaked = sorted(name for name in env if name == ENV_SIGNING_KEY or name == ENV_UPLOAD
+                        or name.startswith(ENV_DOWNLOAD_PREFIX))
+        if leaked:
+            raise InvocationError(f"{', '.join(leaked)} must not be in the algorithm container's environment "
+                                  "(a program of the same uid can read its PID 1's environment); they belong "
+                                  "to `prepare`, which hands them over in the handoff file")
+        handoff = consume_handoff(handoff_path(env))  # gone before anything else can fail
+        key = handoff.signing_key
         invocation = invocation_from_env(env)
         log.task = invocation.job_id
         roots = Roots.from_env(env)
@@ -124,12 +144,11 @@ def cmd_run(argv: Sequence[str], env: Mapping[str, str]) -> int:
         return EXIT_AGENT_FAILED
     if not hardened:
         log.internal("could not make the agent non-dumpable (prctl PR_SET_DUMPABLE)", "WARNING")
-    os.environ.pop(ENV_SIGNING_KEY, None)
     options = RunOptions(env=scrubbed_environment(env, frozen=bool(getattr(sys, "frozen", False))),
-                         grace=grace, run_as=run_as)
+                         grace=grace, run_as=run_as, seal=True)
+    store = PresignedStore(upload=handoff.upload, ca_file=env.get(ENV_CA_FILE) or None)
     try:
-        code, _ = run(invocation, argv, store=ObjectStore(settings), key=key, output_root=roots.output, log=log,
-                      options=options)
+        code, _ = run(invocation, argv, store=store, key=key, output_root=roots.output, log=log, options=options)
     except S3Error as err:
         fail(log, "The agent could not store the outputs or the result", str(err),
              retryable=isinstance(err, TemporaryS3Error), env=env)

@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..adapters.s3 import ObjectNotFoundError, ObjectTooLargeError, parse_uri
+from ..adapters.s3 import AccessDeniedError, ObjectNotFoundError, ObjectTooLargeError, parse_uri
 from .invocation import ENV_AGENT_BINARY, INPUTS_JSON, InputItem, Invocation, Roots
 from .logs import AgentLog
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..adapters.s3 import ObjectStore
+    # ``transfer.PresignedStore`` in a pod; anything with its ``download_file`` in tests.
+    from .transfer import PresignedStore as ObjectStore
 
 # Messages for users: grand-challenge's (sagemaker-shim) where it has one.
 MSG_ZIP_EXTRACT = "Input zip file could not be extracted"
@@ -47,6 +48,7 @@ MSG_GROUND_TRUTH = "Could not set up ground truth: " + MSG_TAR_EXTRACT
 MSG_INPUTS_TOO_LARGE = "The inputs are too large: {total} bytes, more than the limit of {limit} bytes"
 MSG_INPUT_MISSING = "Input {interface!r} could not be found in object storage"
 MSG_INPUT_CHECKSUM = "Input {interface!r} does not match its sha256"
+MSG_INPUT_DENIED = "Input {interface!r} could not be read from object storage: access denied"
 MSG_RESET = "The containers input and output directories could not be reset"
 
 #: Archive members grand-challenge drops (macOS resource forks, Finder and Explorer files).
@@ -356,6 +358,8 @@ def _download(store: "ObjectStore", item: InputItem, target: Path, budget: Budge
         raise  # pragma: no cover - charge always raises here
     except ObjectNotFoundError as err:
         raise PrepareError(MSG_INPUT_MISSING.format(interface=item.interface), str(err), item.interface) from None
+    except AccessDeniedError as err:
+        raise PrepareError(MSG_INPUT_DENIED.format(interface=item.interface), str(err), item.interface) from None
     if item.sha256 and digest != item.sha256:
         target.unlink(missing_ok=True)
         raise PrepareError(
@@ -424,6 +428,8 @@ def stage_tarball(store: "ObjectStore", uri: str, dest: Path, staging: Path, *, 
         raise PrepareError(message, f"{uri} is {err.size} bytes, more than the limit of {max_bytes} bytes") from None
     except ObjectNotFoundError as err:
         raise PrepareError(message, f"{uri} could not be found: {err}") from None
+    except AccessDeniedError as err:
+        raise PrepareError(message, f"{uri} could not be read: {err}") from None
     try:
         size = safe_extract_tarball(archive, dest, max_bytes=max_bytes, message=message)
     finally:
@@ -443,7 +449,7 @@ def prepare(invocation: Invocation, store: "ObjectStore", roots: Roots, log: Age
         budget = Budget(invocation.max_input_bytes)
         for item in invocation.inputs:
             stage_input(store, item, roots.input, staging, budget, invocation, log)
-        inputs_json = json.dumps(invocation.inputs_json).encode("utf-8")
+        inputs_json = json.dumps(invocation.inputs_json_document()).encode("utf-8")
         with _create_exclusive(_claim(roots.input / INPUTS_JSON, roots.input, None)) as out:
             out.write(inputs_json)
         if invocation.model:

@@ -1,7 +1,7 @@
 """The signed result document: written by the agent, verified by the operator.
 
-The algorithm runs in the same pod as the agent and could write anything to object storage
-if it had the credentials; it cannot know the per-job signing key. So the agent signs the
+The algorithm runs in the same pod as the agent; it holds no grant to write to object storage
+and cannot know the per-job signing key (``run`` keeps both out of its reach). So the agent signs the
 exact bytes of its result with HMAC-SHA256 and stores the hex digest as the object's user
 metadata ``signature-hmac-sha256``; the operator recomputes it over the bytes it downloaded,
 compares in constant time, and only then parses the body and checks that it is the result of

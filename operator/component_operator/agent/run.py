@@ -1,11 +1,19 @@
 """``agent run -- <program>``: run the algorithm, measure it, upload its outputs, sign the result.
 
 This is the algorithm container's command (the image's entrypoint and command follow ``--``).
-It keeps what the algorithm must not have (the signing key, the object-store credentials)
-and hands it nothing of the kind:
+It keeps what the algorithm must not have (the signing key, the upload policy) and hands it
+nothing of the kind. The program runs as the same uid as the agent (Pod Security
+"restricted" allows no switch), so everything rests on what that uid cannot reach:
 
 * ``prctl(PR_SET_DUMPABLE, 0)`` first, so a process of the same uid can neither read this
-  process's ``/proc/<pid>/environ`` or memory nor ptrace it;
+  process's ``/proc/<pid>/environ``, ``mem`` or ``maps`` nor ptrace it;
+* the key and the policy come from the handoff file, deleted before the program starts; the
+  container's environment has no secret (the frozen agent's bootloaders, staticx's as PID 1
+  and PyInstaller's, stay dumpable and keep the environment they were started with);
+* everything the agent will need is imported before the program starts, and then every
+  import is refused (``ImportSeal``): the frozen agent runs from files unpacked below
+  ``/tmp``, which the program can write, so loading anything new afterwards could run the
+  program's code next to the key;
 * the program starts with every ``COMPONENT_OPERATOR_*`` and ``GRAND_CHALLENGE_*`` variable
   removed, in its own process group (so the time limit kills all of it), optionally as
   another user (``COMPONENT_OPERATOR_RUN_AS`` when the agent is root);
@@ -13,7 +21,7 @@ and hands it nothing of the kind:
 * the time limit is enforced here (SIGTERM, grace, SIGKILL), before the pod's deadline, so a
   signed result still says ``Time limit exceeded``;
 * only after exit code 0 are the files under the output root uploaded (symlinks only when
-  they resolve inside it), each with its size and SHA-256;
+  they resolve inside it), each read once, with the size and SHA-256 of the bytes sent;
 * the result document is signed with HMAC-SHA256 and written in every case where the
   program was started or could not be found.
 
@@ -25,7 +33,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import mimetypes
 import os
 import signal
 import stat
@@ -38,13 +45,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
 
-from ..adapters.s3 import TemporaryS3Error, parse_uri
+from ..adapters.s3 import ObjectTooLargeError, TemporaryS3Error, parse_uri
 from .invocation import Invocation
 from .logs import AgentLog
-from .result import OutputFile, Result, rfc3339, upload as upload_result
+from .result import OutputFile, Result, encode, rfc3339, sign, upload as upload_result
+from .transfer import content_type_for
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..adapters.s3 import ObjectStore
+    # ``transfer.PresignedStore`` in a pod (``upload_file``, ``put_bytes``).
+    from .transfer import PresignedStore as ObjectStore
 
 MSG_TIME_LIMIT = "Time limit exceeded"
 MSG_NOT_FOUND = "The command defined by the containers ENTRYPOINT and CMD instructions does not exist"
@@ -165,8 +174,12 @@ def execute(
     grace: float = DEFAULT_GRACE_SECONDS,
     run_as: tuple[int, int | None] | None = None,
     cwd: str | None = None,
+    before_start: Callable[[], None] | None = None,
 ) -> Execution:
-    """Run ``argv`` to completion (or to the time limit), streaming its output."""
+    """Run ``argv`` to completion (or to the time limit), streaming its output.
+
+    ``before_start`` is called right before the program is started (``run`` seals imports there).
+    """
     user_kwargs: dict = {}
     if run_as is not None:
         uid, gid = run_as
@@ -178,6 +191,8 @@ def execute(
             except (KeyError, ImportError):
                 gid = 0  # as container runtimes do for a uid without a passwd entry
         user_kwargs = {"user": uid, "group": gid, "extra_groups": [gid]}
+    if before_start is not None:
+        before_start()
     started_at = datetime.now(timezone.utc)
     start = time.monotonic()
     try:
@@ -314,6 +329,9 @@ def _retrying(action: Callable[[], T], *, what: str, log: AgentLog, attempts: in
 
 
 def upload_outputs(store: "ObjectStore", invocation: Invocation, output_root: Path, log: AgentLog) -> list[OutputFile]:
+    """Upload every output file; each is read once, and its size and SHA-256 are those of the
+    bytes sent. A file larger than the upload policy allows is not uploaded but listed with
+    its size (the operator then reports it as too large)."""
     result_key = str(parse_uri(invocation.result_uri))
     outputs = []
     for relative, path in collect_outputs(output_root, log):
@@ -321,13 +339,80 @@ def upload_outputs(store: "ObjectStore", invocation: Invocation, output_root: Pa
         if uri == result_key:
             log.internal(f"not uploading {relative!r}: its key is the result's ({uri})", "WARNING")
             continue
-        size, sha256 = file_sha256(path)
-        content_type = "application/json" if relative.endswith(".json") else (
-            mimetypes.guess_type(relative)[0] or "application/octet-stream")
-        _retrying(lambda: store.put_file(uri, path, content_type=content_type), what=f"uploading {relative!r}", log=log)
+        content_type = content_type_for(relative)
+        try:
+            size, sha256 = _retrying(lambda: store.upload_file(uri, path, content_type=content_type),
+                                     what=f"uploading {relative!r}", log=log)
+        except ObjectTooLargeError as err:
+            size, sha256 = file_sha256(path)
+            log.internal(f"not uploading {relative!r}: {err.size} bytes, more than the {err.limit} bytes an output "
+                         "may have (maxOutputBytes)", "WARNING")
+        else:
+            log.internal(f"uploaded {relative!r} ({size} bytes) to {uri}")
         outputs.append(OutputFile(relative_path=relative, size=size, sha256=sha256, uri=uri))
-        log.internal(f"uploaded {relative!r} ({size} bytes) to {uri}")
     return outputs
+
+
+# ---------------------------------------------------------------------------------------
+# Nothing new is loaded once the program runs
+# ---------------------------------------------------------------------------------------
+
+#: Modules the agent may need after the program started: imported before it starts.
+PRELOAD = (
+    "encodings.idna", "encodings.punycode", "encodings.ascii", "encodings.latin_1", "encodings.utf_8", "stringprep",
+    "unicodedata",
+    "http.client", "email.parser", "email.feedparser", "email.message", "email.utils", "urllib3",
+    "urllib3.response", "urllib3.util.retry", "hmac", "hashlib", "json", "pwd", "grp", "zlib", "ssl",
+)
+
+
+class ImportSeal:
+    """A ``sys.meta_path`` finder that refuses every import: installed right before the program
+    starts. The frozen agent's code is unpacked below ``/tmp``, which the program (same uid)
+    can write: loading anything from there after it started could run the program's code
+    inside the agent, next to the signing key. So everything is loaded before."""
+
+    def __init__(self, log: AgentLog | None = None) -> None:
+        self.log = log
+        self.refused: list[str] = []
+
+    def find_spec(self, name, path=None, target=None):  # noqa: ARG002 - the finder protocol
+        self.refused.append(name)
+        if self.log is not None:
+            self.log.internal(f"refused to import {name!r} after the program started", "WARNING")
+        raise ImportError(f"the agent loads no code once the program runs (asked for {name!r})", name=name)
+
+    def find_module(self, name, path=None):  # pragma: no cover - legacy protocol
+        return self.find_spec(name, path)
+
+
+def preload(log: AgentLog | None = None) -> None:
+    """Import ``PRELOAD`` and run once what would otherwise import lazily (result encoding)."""
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - e.g. pwd on another OS
+            if log is not None:
+                log.internal(f"could not preload {name!r}", "WARNING")
+    sample = Result(pk="warm-up", return_code=0, exec_duration_seconds=0.0, started_at=rfc3339(datetime.now(timezone.utc)),
+                    finished_at=rfc3339(datetime.now(timezone.utc)),
+                    outputs=[OutputFile(relative_path="a", size=0, sha256="0" * 64, uri="s3://bucket/a")])
+    sign(encode(sample), b"\0" * 32)
+    Result.model_validate_json(encode(sample))
+    "warm-up.exämple".encode("idna")  # socket.getaddrinfo encodes host names so
+
+
+def seal_imports(log: AgentLog | None = None) -> ImportSeal:
+    seal = ImportSeal(log)
+    sys.meta_path.insert(0, seal)
+    return seal
+
+
+def unseal_imports(seal: ImportSeal) -> None:
+    if seal in sys.meta_path:
+        sys.meta_path.remove(seal)
 
 
 # ---------------------------------------------------------------------------------------
@@ -342,14 +427,32 @@ class RunOptions:
     run_as: tuple[int, int | None] | None = None
     cgroup_root: Path = Path("/sys/fs/cgroup")
     self_cgroup: Path = Path("/proc/self/cgroup")
+    #: Refuse every import once the program runs (``ImportSeal``); the agent's command sets it.
+    seal: bool = False
 
 
 def run(invocation: Invocation, argv: Sequence[str], *, store: "ObjectStore", key: bytes, output_root: Path,
         log: AgentLog, options: RunOptions) -> tuple[int, Result]:
     """Run, upload, sign; returns (the exit code for the agent, the result written)."""
     output_root.mkdir(parents=True, exist_ok=True)
-    execution = execute(argv, env=options.env, time_limit=invocation.time_limit_seconds, log=log,
-                        grace=options.grace, run_as=options.run_as)
+    seals: list[ImportSeal] = []
+    if options.seal:
+        preload(log)
+        warm_up = getattr(store, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
+    try:
+        execution = execute(argv, env=options.env, time_limit=invocation.time_limit_seconds, log=log,
+                            grace=options.grace, run_as=options.run_as,
+                            before_start=(lambda: seals.append(seal_imports(log))) if options.seal else None)
+        return _finish(invocation, execution, store=store, key=key, output_root=output_root, log=log, options=options)
+    finally:
+        for seal in seals:
+            unseal_imports(seal)
+
+
+def _finish(invocation: Invocation, execution: Execution, *, store: "ObjectStore", key: bytes, output_root: Path,
+            log: AgentLog, options: RunOptions) -> tuple[int, Result]:
     peak = peak_memory_bytes(options.cgroup_root, options.self_cgroup)
     outputs: list[OutputFile] = []
     if execution.return_code == 0 and not execution.timed_out:

@@ -77,6 +77,13 @@ class ComponentImageStatus(StatusModel):
     os: str | None = None
     user: str | None = None
     """USER of the image configuration."""
+    run_as_user: int | None = Field(default=None, ge=1, le=2147483647)
+    """The uid jobs of this image run as (the pod's securityContext.runAsUser): USER's uid, or,
+    when USER is a name, that name's uid in the image's own /etc/passwd. Never 0."""
+    run_as_group: int | None = Field(default=None, ge=0, le=2147483647)
+    """The gid jobs of this image run as (runAsGroup): USER's group part (a gid, or a name from
+    the image's /etc/group), else the primary gid of a named user in /etc/passwd; unset for a
+    numeric USER without a group (the container runtime then picks it, as before)."""
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
     working_dir: str | None = None

@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from ..planning.names import SAFE_RELATIVE_DIR, SAFE_RELATIVE_DIR_MAX
 from .base import Condition, JsonObject, JsonValue, Model, StatusModel, cel, validations
 
 #: Bounds of grand-challenge's COMPONENTS_MINIMUM/MAXIMUM_JOB_DURATION validators.
@@ -122,8 +123,11 @@ class ComponentJobSpec(Model):
     """Input values, one per input interface."""
     outputs: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(default_factory=list, max_length=256)
     """Names of the ComponentInterfaces the algorithm must produce."""
-    input_prefixes: dict[str, Annotated[str, Field(max_length=255)]] = Field(default_factory=dict, max_length=256)
-    """Per input interface, a directory prefix: the value lands at /input/<prefix>/<relativePath>."""
+    input_prefixes: dict[str, Annotated[str, Field(max_length=SAFE_RELATIVE_DIR_MAX, pattern=SAFE_RELATIVE_DIR)]] = Field(
+        default_factory=dict, max_length=256)
+    """Per input interface, a directory prefix: the value lands at /input/<prefix>/<relativePath>.
+    A safe relative directory: components of letters, digits, '.', '_' and '-' that do not start
+    with '.', separated by '/' (no absolute paths, no '..')."""
     time_limit: int = Field(
         default=3600,
         ge=MIN_TIME_LIMIT_SECONDS,

@@ -3,6 +3,10 @@
 Events about a job or any of its pods "kick" the job; a kicked job is reconciled by at most
 one task at a time (more kicks while it runs coalesce into one re-run), and a decision that
 asks to look again later schedules a single timer. The policy is ``planning.jobs.decide``.
+
+The event handlers do nothing that can fail on a user's object: they read the key and kick.
+Whatever a job contains is met inside the reconcile, where every error is classified
+(``component_operator.errors``) and bounded, so no object can stop kopf's watch stream.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import kopf
 from .. import GROUP, VERSION
 from ..adapters import kube, metrics
 from ..api.job import Phase
+from ..context import OperatorContext
+from ..errors import (INTERNAL_ERROR, TEMPORARY_RETRY_LIMIT, UNEXPECTED_RETRY_LIMIT, PermanentError, TemporaryError,
+                      backoff, describe)
 from ..planning import names
 from ..planning.conditions import status_changes
-from ..planning.jobs import Observation, PodLogs, decide, parse_time
+from ..planning.jobs import Decision, Observation, PodLogs, SpecError, decide, fail, parse_spec, parse_time
 from ..agent.logs import split_user_logs
-from ..runner import OPTIONS
 from . import results
 
 log = logging.getLogger("component_operator.jobs")
@@ -30,20 +36,34 @@ TERMINAL = {p.value for p in Phase if p.is_terminal}
 
 
 class JobReconciler:
-    def __init__(self, concurrency: int = 32) -> None:
+    """The job work queue: one task per job at a time, coalesced kicks, one timer per job.
+
+    It also counts each job's consecutive failures, which bounds its retries (see
+    ``component_operator.errors``): temporary errors back off exponentially, unexpected ones
+    end the job ``InternalError`` after a few tries. Every map here is keyed by job and
+    emptied when the job ends or disappears, so memory follows the number of live jobs.
+    """
+
+    def __init__(self, concurrency: int = 32, reconcile=None, end=None) -> None:
+        #: The gather-decide-act step and the last-resort terminal write (injectable for tests).
+        self.reconcile = reconcile or reconcile_job
+        self.end = end or end_job
         self.running: dict[tuple[str, str], asyncio.Task] = {}
         self.dirty: set[tuple[str, str]] = set()
         self.timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self.failures: dict[tuple[str, str], tuple[str, int]] = {}
         self.concurrency = concurrency
         self._sem: asyncio.Semaphore | None = None
         self.interfaces: kopf.Index | None = None
         self.images: kopf.Index | None = None
+        self.context: OperatorContext | None = None
+        self.started: dict[tuple[str, str], float] = {}
 
     def kick(self, key: tuple[str, str]) -> None:
         if key in self.running:
             self.dirty.add(key)
             return
-        self.running[key] = asyncio.get_running_loop().create_task(self._loop(key))
+        self.running[key] = asyncio.get_running_loop().create_task(self._loop(key), name=f"reconcile {key[0]}/{key[1]}")
 
     def _later(self, key: tuple[str, str], delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -59,7 +79,26 @@ class JobReconciler:
         self.timers.pop(key, None)
         self.kick(key)
 
+    def forget(self, key: tuple[str, str]) -> None:
+        self.failures.pop(key, None)
+        handle = self.timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _count(self, key: tuple[str, str], kind: str) -> int:
+        previous, count = self.failures.get(key, (kind, 0))
+        count = count + 1 if previous == kind else 1
+        self.failures[key] = (kind, count)
+        return count
+
+    def oldest_reconcile_seconds(self) -> float:
+        """How long the longest-running reconcile has been running (0 when none is)."""
+        if not self.started:
+            return 0.0
+        return time.monotonic() - min(self.started.values())
+
     async def _loop(self, key: tuple[str, str]) -> None:
+        assert self.context is not None, "JobReconciler used before the operator attached its context"
         self._sem = self._sem or asyncio.Semaphore(self.concurrency)
         try:
             while True:
@@ -68,24 +107,58 @@ class JobReconciler:
                 started = time.monotonic()
                 try:
                     async with self._sem:
-                        requeue = await reconcile_job(self, *key)
-                except kube.TemporaryError as err:
+                        self.started[key] = time.monotonic()
+                        try:
+                            requeue = await self.reconcile(self.context, *key)
+                        finally:
+                            self.started.pop(key, None)
+                    self.failures.pop(key, None)
+                except TemporaryError as err:
                     metrics.RECONCILE_ERRORS.labels("componentjob", "temporary").inc()
-                    log.info("job %s/%s: temporary error, retrying: %s", *key, err)
-                    requeue = err.delay
-                except Exception:  # noqa: BLE001 - unexpected: log with context, retry later
+                    count = self._count(key, "temporary")
+                    if count > TEMPORARY_RETRY_LIMIT:
+                        requeue = await self._give_up(key, f"{TEMPORARY_RETRY_LIMIT} retries of a temporary error: {err}")
+                    else:
+                        requeue = backoff(count, least=err.delay)
+                        log.info("job %s/%s: temporary error (try %d of %d, next in %.0f s): %s",
+                                 *key, count, TEMPORARY_RETRY_LIMIT, requeue, err)
+                except PermanentError as err:
+                    metrics.RECONCILE_ERRORS.labels("componentjob", "permanent").inc()
+                    log.info("job %s/%s: %s: %s", *key, err.reason, err)
+                    requeue = await self._end(key, err.reason, err.message, err.detail)
+                except Exception as err:  # noqa: BLE001 - unexpected: bounded retries, then InternalError
                     metrics.RECONCILE_ERRORS.labels("componentjob", "unexpected").inc()
-                    log.exception("job %s/%s: unexpected error while reconciling", *key)
-                    requeue = 10.0
+                    count = self._count(key, "unexpected")
+                    log.exception("job %s/%s: unexpected error while reconciling (try %d of %d)",
+                                  *key, count, UNEXPECTED_RETRY_LIMIT)
+                    if count >= UNEXPECTED_RETRY_LIMIT:
+                        requeue = await self._give_up(key, describe(err))
+                    else:
+                        requeue = backoff(count)
                 finally:
                     metrics.RECONCILE_DURATION.labels("componentjob").observe(time.monotonic() - started)
                 if key in self.dirty:
                     continue
                 if requeue is not None:
                     self._later(key, requeue)
+                else:
+                    self.failures.pop(key, None)
                 return
         finally:
             self.running.pop(key, None)
+
+    async def _give_up(self, key: tuple[str, str], text: str) -> float | None:
+        return await self._end(key, INTERNAL_ERROR, f"The operator could not process this job: {text}")
+
+    async def _end(self, key: tuple[str, str], reason: str, message: str, detail: dict | None = None) -> float | None:
+        """Write the terminal state; if even that fails, stop trying (never retry forever)."""
+        assert self.context is not None
+        try:
+            await self.end(self.context, *key, reason=reason, message=message, detail=detail)
+        except Exception:  # noqa: BLE001 - the last resort failed: log loudly, leave the job alone
+            log.exception("job %s/%s: could not write the terminal state %s; giving up on it", *key, reason)
+        self.forget(key)
+        return None
 
     def lookup_image(self, namespace: str, name: str) -> dict | None:
         store = self.images.get((namespace, name)) if self.images is not None else None
@@ -97,14 +170,11 @@ class JobReconciler:
         return {name: next(iter(store)) for name, store in self.interfaces.items() if store}
 
 
-RECONCILER = JobReconciler()
-
-
-async def _logs(namespace: str, pod: dict) -> PodLogs | None:
+async def _logs(ctx: OperatorContext, namespace: str, pod: dict) -> PodLogs | None:
     if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
         return None
     stdout, stderr = await kube.read_logs(namespace, pod["metadata"]["name"], "algorithm")
-    if OPTIONS.config.object_storage is None:
+    if ctx.config.object_storage is None:
         return PodLogs(stdout=stdout, stderr=stderr)
     # The agent writes JSON lines; keep the algorithm's own lines, per stream, without internals.
     lines = [_strip_timestamp(line) for line in (stdout + "\n" + stderr).splitlines()]
@@ -117,48 +187,74 @@ def _strip_timestamp(line: str) -> str:
     return rest if stamp[:4].isdigit() and "T" in stamp else line
 
 
-async def reconcile_job(reconciler: JobReconciler, namespace: str, name: str) -> float | None:
+async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> float | None:
+    """Gather, decide, act for one job; the delay before the next look (None: done)."""
+    reconciler = ctx.reconciler
     job = await kube.get_custom(namespace, "componentjobs", name)
     if job is None:
         metrics.PHASES.observe((namespace, name), None)
+        reconciler.forget((namespace, name))
         return None
     status = job.get("status") or {}
+    if not isinstance(status, dict):
+        status = {}
     if status.get("phase") in TERMINAL:
         metrics.PHASES.observe((namespace, name), status["phase"])
+        reconciler.forget((namespace, name))
         return None
+    try:
+        spec = parse_spec(job.get("spec"))
+    except SpecError:
+        spec = None  # decide() ends it InvalidSpec with the field-by-field message
+    attempt = int(status.get("attempt", 0) or 0) if str(status.get("attempt", 0)).isdigit() else 0
     pod = None
     if status.get("phase") not in (None, Phase.VALIDATING_INPUTS.value, Phase.QUEUED.value, Phase.RE_QUEUED.value):
-        pod = await kube.get_pod(namespace, names.pod_name(name, int(status.get("attempt", 0))))
+        pod = await kube.get_pod(namespace, names.pod_name(name, attempt))
     interfaces = reconciler.all_interfaces()
-    config = OPTIONS.config
+    config = ctx.config
     result = None
     pod_phase = ((pod or {}).get("status") or {}).get("phase")
-    if config.object_storage is not None and pod_phase in ("Succeeded", "Failed"):
-        result = await results.observe_result(job, int(status.get("attempt", 0)), interfaces, config,
-                                              pod_succeeded=pod_phase == "Succeeded")
+    if spec is not None and config.object_storage is not None and pod_phase in ("Succeeded", "Failed"):
+        result = await results.observe_result(
+            {**job, "spec": spec.model_dump(by_alias=True, mode="json")}, attempt, interfaces, config,
+            pod_succeeded=pod_phase == "Succeeded", store=ctx.store,
+            validate=ctx.validation.validate_value_sync if ctx.validation is not None else None)
+    input_problems = None
+    if spec is not None and status.get("phase") in (None, Phase.VALIDATING_INPUTS.value) and ctx.validation is not None:
+        # CPU-heavy (custom schemas, hostile patterns): in the bounded pool, off the event loop.
+        input_problems = await ctx.validation.check_inputs(
+            spec.model_dump(by_alias=True, mode="json"), interfaces, require_known=True)
     observation = Observation(
         job=job,
-        image=reconciler.lookup_image(namespace, job["spec"].get("image", "")),
+        image=reconciler.lookup_image(namespace, spec.image) if spec is not None else None,
         interfaces=interfaces,
         pod=pod,
         now=datetime.now(timezone.utc),
         config=config,
-        logs=await _logs(namespace, pod) if pod else None,
+        logs=await _logs(ctx, namespace, pod) if pod else None,
         result=result,
         new_signing_key_hex=secrets.token_hex(32),
-        s3_credentials=results.credentials() if config.object_storage is not None else None,
+        presign=results.presign_context(config, ctx.store) if config.object_storage is not None else None,
+        spec=spec,
+        input_problems=input_problems,
     )
     decision = decide(observation)
     uid = job["metadata"]["uid"]
     if any(obj["kind"] == "Pod" for obj in decision.create):
-        await _mark_interfaces_in_use(job, observation.interfaces)
+        await _mark_interfaces_in_use(observation)
     for obj in decision.create:
         await kube.create_owned(obj, uid)
+    return await _apply(job, status, decision)
+
+
+async def _apply(job: dict, status: dict, decision: Decision) -> float | None:
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     for pod_name in decision.delete_pods:
         await kube.delete_pod(namespace, pod_name)
     changes = status_changes(status, decision.status)
     if changes:
-        await kube.patch_status(namespace, "componentjobs", name, changes)
+        if await kube.patch_status(namespace, "componentjobs", name, changes) is None:
+            return None  # deleted meanwhile
         _record_transition(job, status, decision.status)
     for event in decision.events if changes else []:
         await kube.post_event(job, event.type, event.reason, event.message)
@@ -166,9 +262,24 @@ async def reconcile_job(reconciler: JobReconciler, namespace: str, name: str) ->
     return decision.requeue_after
 
 
-async def _mark_interfaces_in_use(job: dict, interfaces: dict[str, dict]) -> None:
+async def end_job(ctx: OperatorContext, namespace: str, name: str, *, reason: str, message: str,
+                  detail: dict | None = None) -> None:
+    """Put a job in ``Failed`` for an error the reconcile could not get past (pure ``fail``)."""
+    job = await kube.get_custom(namespace, "componentjobs", name)
+    if job is None:
+        return
+    status = job.get("status") if isinstance(job.get("status"), dict) else {}
+    observation = Observation(job={**job, "status": status}, image=None, interfaces={}, pod=None,
+                              now=datetime.now(timezone.utc), config=ctx.config)
+    await _apply(job, status, fail(observation, reason, message, detail))
+
+
+async def _mark_interfaces_in_use(observation: Observation) -> None:
     """Once a job uses an interface, its overlay segments may only be extended (grand-challenge's rule)."""
-    used = [i.get("interface") for i in job["spec"].get("inputs", [])] + list(job["spec"].get("outputs", []))
+    spec, interfaces = observation.spec, observation.interfaces
+    if spec is None:
+        return
+    used = [i.interface for i in spec.inputs] + list(spec.outputs)
     for name in sorted(set(used)):
         iface = interfaces.get(name) or {}
         if not (iface.get("status") or {}).get("inUse"):
@@ -194,40 +305,59 @@ def _record_transition(job: dict, old: dict, new: dict) -> None:
             metrics.JOB_TOTAL_DURATION.labels(after).observe((datetime.now(timezone.utc) - created).total_seconds())
 
 
+def _index_copy(body) -> dict:
+    """A plain copy of what the reconciler reads from an indexed object (tolerates any shape)."""
+    def part(key: str) -> dict:
+        value = body.get(key)
+        return dict(value) if isinstance(value, dict) else {}
+    return {"metadata": part("metadata"), "spec": part("spec"), "status": part("status")}
+
+
 @kopf.index(GROUP, VERSION, "componentinterfaces")
 def component_interfaces(name, body, **_):
-    return {name: {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec", {})), "status": dict(body.get("status", {}))}}
+    return {name: _index_copy(body)}
 
 
 @kopf.index(GROUP, VERSION, "componentimages")
 def component_images(namespace, name, body, **_):
-    return {(namespace, name): {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec", {})), "status": dict(body.get("status", {}))}}
+    return {(namespace, name): _index_copy(body)}
+
+
+def _reconciler(memo: kopf.Memo, component_interfaces, component_images) -> JobReconciler:
+    ctx: OperatorContext = memo.context
+    reconciler = ctx.reconciler
+    reconciler.context = ctx
+    reconciler.interfaces, reconciler.images = component_interfaces, component_images
+    return reconciler
 
 
 @kopf.on.event(GROUP, VERSION, "componentjobs")
-async def job_event(event, namespace, name, body, component_interfaces, component_images, **_):
-    RECONCILER.interfaces, RECONCILER.images = component_interfaces, component_images
+async def job_event(event, namespace, name, body, memo, component_interfaces, component_images, **_):
+    reconciler = _reconciler(memo, component_interfaces, component_images)
     if event.get("type") == "DELETED":
         metrics.PHASES.observe((namespace, name), None)
+        reconciler.forget((namespace, name))
         return
-    phase = (body.get("status") or {}).get("phase")
+    status = body.get("status")
+    phase = status.get("phase") if isinstance(status, dict) else None
+    phase = phase if isinstance(phase, str) else None
     metrics.PHASES.observe((namespace, name), phase or Phase.VALIDATING_INPUTS.value)
     if phase not in TERMINAL:
-        RECONCILER.kick((namespace, name))
+        reconciler.kick((namespace, name))
 
 
 @kopf.on.event("", "v1", "pods", labels={names.JOB_UID_LABEL: kopf.PRESENT})
-async def pod_event(namespace, body, component_interfaces, component_images, **_):
-    RECONCILER.interfaces, RECONCILER.images = component_interfaces, component_images
+async def pod_event(namespace, body, memo, component_interfaces, component_images, **_):
+    reconciler = _reconciler(memo, component_interfaces, component_images)
     for ref in body["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == "ComponentJob" and ref.get("controller"):
-            RECONCILER.kick((namespace, ref["name"]))
+        if ref.get("kind") == "ComponentJob" and ref.get("controller") and isinstance(ref.get("name"), str):
+            reconciler.kick((namespace, ref["name"]))
 
 
 @kopf.on.event(GROUP, VERSION, "componentimages")
-async def image_event(namespace, name, component_interfaces, component_images, **_):
+async def image_event(namespace, name, memo, component_interfaces, component_images, **_):
     """An image becoming Ready releases the jobs waiting for it."""
-    RECONCILER.interfaces, RECONCILER.images = component_interfaces, component_images
-    for key in list(RECONCILER.timers):
+    reconciler = _reconciler(memo, component_interfaces, component_images)
+    for key in list(reconciler.timers):
         if key[0] == namespace:
-            RECONCILER.kick(key)
+            reconciler.kick(key)

@@ -11,11 +11,15 @@ from pathlib import Path
 import kopf
 
 from ..adapters import kube, metrics, webhook_tls
-from ..runner import OPTIONS, PEERING_LIFETIME_SECONDS
+from ..context import OperatorContext
+from ..runner import PEERING_LIFETIME_SECONDS, RunOptions
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    ctx: OperatorContext = memo.context
+    options = ctx.options
+    ctx.reconciler.context = ctx
     # kopf's bookkeeping (handler progress, the last handled spec) lives in status.kopf: the
     # operator never writes labels, annotations or spec of a user's object, so GitOps tools see
     # exactly what they applied.
@@ -28,51 +32,56 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.execution.max_workers = 16
     settings.networking.request_timeout = 60
     settings.queueing.error_delays = (1, 2, 4, 8, 15, 30, 60)
-    settings.peering.standalone = OPTIONS.standalone
+    settings.peering.standalone = options.standalone
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     settings.peering.stealth = True
     # Job pods are watched by label; everything else the operator needs comes from indexes.
     settings.watching.reconnect_backoff = 0.5
-    if OPTIONS.peering and not OPTIONS.standalone:
-        await kube.ensure_peering(OPTIONS.peering, OPTIONS.namespaces)
+    if options.peering and not options.standalone:
+        await kube.ensure_peering(options.peering, options.namespaces)
         logger.info("peering %r with priority %d: the highest priority replica works, others pause",
-                    OPTIONS.peering, OPTIONS.priority)
-    metrics.serve(OPTIONS.metrics_port, OPTIONS.metrics_addr)
-    if OPTIONS.config.object_storage is not None:
+                    options.peering, options.priority)
+    metrics.serve(options.metrics_port, options.metrics_addr)
+    if ctx.config.object_storage is not None:
         from . import results
 
-        bucket = OPTIONS.config.object_storage.bucket
-        await asyncio.to_thread(results.store(OPTIONS.config).ensure_bucket, bucket)
+        bucket = ctx.config.object_storage.bucket
+        ctx.store = results.make_store(ctx.config)
+        await asyncio.to_thread(ctx.store.ensure_bucket, bucket)
         logger.info("data plane on: results in s3://%s", bucket)
-    if OPTIONS.webhook == "local":
+    from ..kinds.sandbox import ValidationPool
+
+    ctx.validation = ValidationPool.from_config(ctx.config)
+    await ctx.validation.start()
+    if options.webhook == "local":
         # A control plane on this host calls the webhook on loopback; the certificate comes from
         # the project's own PKI (kopf's self-signing needs oscrypto, which fails on OpenSSL 3).
-        if not (OPTIONS.webhook_cert and OPTIONS.webhook_key):
+        if not (options.webhook_cert and options.webhook_key):
             raise kopf.PermanentError("--webhook local needs --webhook-cert and --webhook-key")
         settings.admission.server = kopf.WebhookServer(
             addr="127.0.0.1",
             host="127.0.0.1",
-            port=OPTIONS.webhook_port,
-            certfile=OPTIONS.webhook_cert,
-            pkeyfile=OPTIONS.webhook_key,
-            cafile=OPTIONS.webhook_ca,
+            port=options.webhook_port,
+            certfile=options.webhook_cert,
+            pkeyfile=options.webhook_key,
+            cafile=options.webhook_ca,
         )
         settings.admission.managed = "validate.components.grand-challenge.org"
-    elif OPTIONS.webhook == "cluster":
-        settings.admission.server = await _cluster_webhook_server(memo, logger)
-    logger.info("component-operator configured (namespaces=%s)", OPTIONS.namespaces or "all")
+    elif options.webhook == "cluster":
+        settings.admission.server = await _cluster_webhook_server(options, memo, logger)
+    logger.info("component-operator configured (namespaces=%s)", options.namespaces or "all")
 
 
-async def _cluster_webhook_server(memo: kopf.Memo, logger: logging.Logger) -> kopf.WebhookServer:
+async def _cluster_webhook_server(options: RunOptions, memo: kopf.Memo, logger: logging.Logger) -> kopf.WebhookServer:
     """Behind the chart's Service; the chart owns the webhook configuration (never kopf)."""
-    if OPTIONS.webhook_cert:  # cert-manager (or any) mounted files; kopf reloads them on change
-        certfile, keyfile = OPTIONS.webhook_cert, OPTIONS.webhook_key
+    if options.webhook_cert:  # cert-manager (or any) mounted files; kopf reloads them on change
+        certfile, keyfile = options.webhook_cert, options.webhook_key
         logger.info("webhook: serving the certificate in %s", certfile)
     else:
-        assert OPTIONS.webhook_secret and OPTIONS.webhook_service and OPTIONS.webhook_namespace
+        assert options.webhook_secret and options.webhook_service and options.webhook_namespace
         target = webhook_tls.Target(
-            namespace=OPTIONS.webhook_namespace, secret=OPTIONS.webhook_secret, service=OPTIONS.webhook_service,
-            configuration=OPTIONS.webhook_configuration,
+            namespace=options.webhook_namespace, secret=options.webhook_secret, service=options.webhook_service,
+            configuration=options.webhook_configuration,
             directory=Path(tempfile.mkdtemp(prefix="component-operator-webhook-")),
         )
         await _ensure_with_retries(target, logger)
@@ -80,8 +89,8 @@ async def _cluster_webhook_server(memo: kopf.Memo, logger: logging.Logger) -> ko
         certfile, keyfile = str(target.certfile), str(target.keyfile)
         logger.info("webhook: certificate from Secret %s/%s, caBundle kept in %s",
                     target.namespace, target.secret, target.configuration or "(none)")
-    return kopf.WebhookServer(addr="0.0.0.0", port=OPTIONS.webhook_port, certfile=certfile, pkeyfile=keyfile,
-                              host=f"{OPTIONS.webhook_service or 'localhost'}.{OPTIONS.webhook_namespace}.svc",
+    return kopf.WebhookServer(addr="0.0.0.0", port=options.webhook_port, certfile=certfile, pkeyfile=keyfile,
+                              host=f"{options.webhook_service or 'localhost'}.{options.webhook_namespace}.svc",
                               file_check_interval=30)
 
 
@@ -116,3 +125,6 @@ async def stop_background(memo: kopf.Memo, **_) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    ctx: OperatorContext = memo.context
+    if ctx.validation is not None:
+        await ctx.validation.close()

@@ -6,6 +6,10 @@ them: JSON values such as "2D bounding box", images such as "Segmentation", file
 JSON Schemas and examples (``schemas``), value validation with grand-challenge's messages
 (``values``), the ComponentInterface rules (``interface_rules``), file content checks
 (``files``) and image content checks (``images``). Nothing here talks to Kubernetes.
+
+User-supplied schemas and values are evaluated within bounds: regular expressions on RE2
+(``regex``, ``dialects``), nesting depth limited (``limits``), and the CPU-heavy checks in
+worker processes with time and memory budgets (``sandbox.ValidationPool``).
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ from .catalog import (
 )
 from .custom_schema import check_custom_schema
 from .errors import (
+    BudgetExceededError,
     FileContentError,
     ImageContentError,
     InterfaceRuleError,
     InvalidSchemaError,
+    LimitExceededError,
+    RegexNeedsSandboxError,
     UnknownKindError,
     ValueValidationError,
 )
+from .limits import MAX_NESTING_DEPTH
 from .files import ALLOWED_FILE_EXTENSIONS, check_file_content, check_file_extension, parse_newick
 from .images import ImageInfo, check_image_content, is_image_file, overlay_voxel_values
 from .interface_rules import check_interface, check_overlay_segments_update, relative_path_errors
@@ -59,13 +67,17 @@ __all__ = [
     "KINDS",
     "KINDS_BY_CODE",
     "KINDS_BY_LABEL",
+    "MAX_NESTING_DEPTH",
     "VEGA_LITE_V5_URL",
+    "BudgetExceededError",
     "FileContentError",
     "ImageContentError",
     "ImageInfo",
     "InterfaceRuleError",
     "InvalidSchemaError",
     "Kind",
+    "LimitExceededError",
+    "RegexNeedsSandboxError",
     "KindGroup",
     "SuperKind",
     "UnknownKindError",

@@ -11,6 +11,11 @@ interface is defined instead:
 * keywords that the draft 7 metaschema rejects (``"exclusiveMaximum": true`` of draft 4),
   which fail grand-challenge's ``check_schema`` of the composed document.
 
+Two bounds come first, so that no check recurses over a hostile schema: nesting deeper than
+``limits.MAX_NESTING_DEPTH`` is refused, and so is a ``$schema`` that names no draft
+jsonschema knows (grand-challenge silently checks those against 2020-12; a typo such as
+``https://json-schema.org/draft-07/schema#`` then goes unnoticed).
+
 It also decides how the fast validator may evaluate the schema (see ``values``): some
 keywords are evaluated differently by jsonschema-rs and Python ``jsonschema`` (regular
 expression dialects, float ``multipleOf``, dialect switches inside a subschema), and those
@@ -28,8 +33,20 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT7
 
+from . import limits
 from .errors import InvalidSchemaError
 from .schemas import INTERFACE_VALUE_SCHEMA, VEGA_LITE_V5_URL
+
+#: The ``$schema`` URIs of the drafts a custom schema may declare (jsonschema's, with or
+#: without a trailing ``#``); without ``$schema`` a schema is checked against 2020-12.
+KNOWN_DRAFTS: dict[str, str] = {
+    "http://json-schema.org/draft-03/schema#": "draft 3",
+    "http://json-schema.org/draft-04/schema#": "draft 4",
+    "http://json-schema.org/draft-06/schema#": "draft 6",
+    "http://json-schema.org/draft-07/schema#": "draft 7",
+    "https://json-schema.org/draft/2019-09/schema": "draft 2019-09",
+    "https://json-schema.org/draft/2020-12/schema": "draft 2020-12",
+}
 
 # Keywords whose values are data, never schemas (a "$ref" key inside an enum is not a reference).
 _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example", "required"})
@@ -91,9 +108,11 @@ def check_custom_schema(schema: Any) -> None:
     if schema is None or schema == {}:
         return
     if not isinstance(schema, (dict, bool)):
-        raise InvalidSchemaError(f"Invalid schema: {schema!r} is not of type 'object', 'boolean'")
-    # The dialect comes from $schema; without one grand-challenge checks against 2020-12.
-    declared = jsonschema_validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        raise InvalidSchemaError(f"Invalid schema: {_short(schema)} is not of type 'object', 'boolean'")
+    deep = limits.too_deep(schema)
+    if deep is not None:  # before anything recurses over it (metaschema checks, copies)
+        raise InvalidSchemaError(f"Invalid schema: {limits.depth_message(deep, 'the schema')}")
+    declared = declared_draft(schema)
     try:
         declared.check_schema(schema)
     except jsonschema.SchemaError as err:
@@ -112,6 +131,35 @@ def check_custom_schema(schema: Any) -> None:
                 "when values are checked, so it must also be valid draft 7)"
             ) from None
     _check_local_references_resolve(schema)
+
+
+def declared_draft(schema: Any) -> type:
+    """The jsonschema class of the draft ``schema`` declares; 2020-12 without ``$schema``.
+
+    Raises ``InvalidSchemaError`` naming the URI and the known drafts when ``$schema`` names
+    no known draft (or is not a string).
+    """
+    if not isinstance(schema, dict) or "$schema" not in schema:
+        return jsonschema.Draft202012Validator  # grand-challenge's default for the check
+    uri = schema["$schema"]
+    known = None
+    if isinstance(uri, str):
+        try:
+            known = jsonschema_validators.validator_for(schema, default=None)
+        except ValueError:  # not even a URI ("http://[")
+            known = None
+    if known is None:
+        drafts = ", ".join(f"{uri!r} ({name})" for uri, name in KNOWN_DRAFTS.items())
+        raise InvalidSchemaError(
+            f"Invalid schema: $schema {_short(uri)} is not a JSON Schema draft this operator knows; "
+            f"use one of {drafts}, or leave $schema out (the schema is then checked as draft 2020-12)"
+        )
+    return known
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_local_references_resolve(schema: Any) -> None:

@@ -82,3 +82,38 @@ class InterfaceRuleError:
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
+
+
+class LimitExceededError(ValueValidationError):
+    """A value or schema beyond a documented bound (nesting depth), refused before evaluation.
+
+    ``limit`` names the bound (``MAX_NESTING_DEPTH``); the message names the depth found.
+    """
+
+    def __init__(self, message: str, *, limit: str = "", path: str = "") -> None:
+        self.limit = limit
+        super().__init__(message, path=path, detail=f"{path}: {message}" if path else message)
+
+
+class RegexNeedsSandboxError(ValueValidationError):
+    """A custom schema's pattern that only Python ``re`` evaluates like grand-challenge does.
+
+    Raised only outside the bounded validation workers (``kinds.sandbox``): there, Python
+    ``re`` (which can backtrack for hours) is not allowed to run.
+    """
+
+    def __init__(self, message: str, *, pattern: str = "") -> None:
+        self.pattern = pattern
+        super().__init__(message, path="", detail=message)
+
+
+class BudgetExceededError(ValueValidationError):
+    """A check that overran the time or memory budget of its validation worker.
+
+    ``budget`` is ``"time"`` or ``"memory"``; the message names the bound and the operator
+    setting that sets it (``validationSeconds``, ``validationMemoryMB``).
+    """
+
+    def __init__(self, message: str, *, budget: str) -> None:
+        self.budget = budget
+        super().__init__(message, path="", detail=message)

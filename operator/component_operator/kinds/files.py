@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, Callable
 
 from .catalog import Kind, resolve_kind
 from .errors import FileContentError
+from .limits import MAX_NESTING_DEPTH
 
 #: grand-challenge's allowed file name endings for attached files, in its order.
 ALLOWED_FILE_EXTENSIONS = (".json", ".zip", ".csv", ".png", ".jpg", ".jpeg", ".pdf", ".sqreg", ".obj", ".mp4", ".newick", ".biom")
@@ -53,17 +54,18 @@ def check_file_extension(name: str | os.PathLike) -> None:
         raise FileContentError(f"File of type {suffix} is not supported. Allowed types are {allowed}.")
 
 
-def check_file_content(kind: str | Kind, source: Source, *, schema: Any = None) -> None:
+def check_file_content(kind: str | Kind, source: Source, *, schema: Any = None, python_regex: bool = False) -> None:
     """Raise ``FileContentError`` unless the file's bytes fit the kind.
 
     ``source`` is the content (``bytes``) or a path (``str``/``PathLike``); large files are
-    streamed. For JSON kinds the file is decoded and validated against ``schema`` too.
+    streamed. For JSON kinds the file is decoded and validated against ``schema`` too
+    (``python_regex``: see ``values.validate_value``).
     """
     kind = resolve_kind(kind)
     if kind.is_image:
         raise ValueError(f"{kind.label} is an image kind: images are imported, not content-checked here")
     if kind.is_json:
-        _check_json_file(kind, source, schema)
+        _check_json_file(kind, source, schema, python_regex)
         return
     _CHECKS[kind.code](source)
 
@@ -154,7 +156,7 @@ def _check_biom(source: Source) -> None:
     raise _fail("Only BIOM in valid HDF5 binary file format are supported")
 
 
-def _check_json_file(kind: Kind, source: Source, schema: Any) -> None:
+def _check_json_file(kind: Kind, source: Source, schema: Any, python_regex: bool = False) -> None:
     from .values import validate_value  # local: values imports are heavier than file checks
 
     with _open(source) as stream:
@@ -167,7 +169,11 @@ def _check_json_file(kind: Kind, source: Source, schema: Any) -> None:
         raise _fail("The file could not be decoded") from None
     except json.JSONDecodeError as err:
         raise _fail(str(err)) from None
-    validate_value(kind, value, schema=schema)
+    except RecursionError:  # the decoder recurses per level: ~1000 levels exhaust the stack
+        raise _fail(
+            f"The file is nested too deeply to decode (values may nest at most {MAX_NESTING_DEPTH} levels)"
+        ) from None
+    validate_value(kind, value, schema=schema, python_regex=python_regex)
 
 
 # ---------------------------------------------------------------------------------------

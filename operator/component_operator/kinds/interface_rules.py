@@ -50,8 +50,11 @@ def overlay_segments_schema(voxel_key: str = _CAMEL) -> dict[str, Any]:
     }
 
 
-def check_interface(spec: Mapping[str, Any]) -> list[InterfaceRuleError]:
-    """Every field-validator error, then the first failing ``clean()`` rule; empty if valid."""
+def check_interface(spec: Mapping[str, Any], *, python_regex: bool = False) -> list[InterfaceRuleError]:
+    """Every field-validator error, then the first failing ``clean()`` rule; empty if valid.
+
+    ``python_regex``: see ``values.validate_value`` (only the bounded workers pass True).
+    """
     errors: list[InterfaceRuleError] = []
     kind: Kind | None = None
     try:
@@ -83,7 +86,8 @@ def check_interface(spec: Mapping[str, Any]) -> list[InterfaceRuleError]:
         return errors  # every clean() rule depends on the kind
     if not isinstance(relative_path, str):
         relative_path = str(relative_path)
-    first = _first_clean_error(spec, kind, relative_path, segments, segments_ok=not segment_errors, schema_ok=schema_ok)
+    first = _first_clean_error(spec, kind, relative_path, segments, segments_ok=not segment_errors, schema_ok=schema_ok,
+                               python_regex=python_regex)
     if first is not None:
         errors.append(first)
     return errors
@@ -97,6 +101,7 @@ def _first_clean_error(
     *,
     segments_ok: bool,
     schema_ok: bool,
+    python_regex: bool = False,
 ) -> InterfaceRuleError | None:
     """grand-challenge's ``clean()``: the checks in their order, first failure only."""
     store_in_database = spec.get("storeInDatabase", True)
@@ -104,7 +109,7 @@ def _first_clean_error(
         lambda: _overlay_segments_error(kind, segments, shape_ok=segments_ok),
         lambda: _store_in_database_error(kind, store_in_database),
         lambda: _kind_relative_path_error(kind, relative_path),
-        lambda: _example_value_error(kind, spec, schema_ok),
+        lambda: _example_value_error(kind, spec, schema_ok, python_regex),
         lambda: _default_value_error(kind, spec, store_in_database),
     )
     for check in checks:
@@ -185,7 +190,8 @@ def _kind_relative_path_error(kind: Kind, relative_path: str) -> InterfaceRuleEr
     return None
 
 
-def _example_value_error(kind: Kind, spec: Mapping[str, Any], schema_ok: bool) -> InterfaceRuleError | None:
+def _example_value_error(kind: Kind, spec: Mapping[str, Any], schema_ok: bool,
+                         python_regex: bool = False) -> InterfaceRuleError | None:
     example = spec.get("exampleValue")
     if example is None:
         return None
@@ -194,7 +200,7 @@ def _example_value_error(kind: Kind, spec: Mapping[str, Any], schema_ok: bool) -
     if not schema_ok:
         return None  # already reported under spec.schema; the example cannot be judged
     try:
-        validate_value(kind, example, schema=spec.get("schema"))
+        validate_value(kind, example, schema=spec.get("schema"), python_regex=python_regex)
     except ValueValidationError as err:
         field = "spec.exampleValue" + (f".{err.path}" if err.path and not err.path.startswith("[") else err.path)
         return InterfaceRuleError(field, f"The example value for this interface is not valid: {err.message}")

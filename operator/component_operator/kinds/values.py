@@ -14,6 +14,14 @@ every job pass through here. So:
    (jsonschema-rs is stricter on a few non-JSON inputs such as ``inf``), the value is valid:
    Python's verdict always wins.
 
+Regular expressions (``pattern``, ``patternProperties``) of custom schemas run on RE2 through
+the validator classes of ``dialects``, never on Python ``re``, unless ``python_regex=True``,
+which only the bounded validation workers (``sandbox``) pass: a pattern RE2 cannot evaluate
+like Python raises ``RegexNeedsSandboxError`` elsewhere. Values and custom schemas nested
+deeper than ``limits.MAX_NESTING_DEPTH`` are refused (``LimitExceededError``) before
+anything recurses over them; the one exception is a value of ``Anything`` without a custom
+schema, which is valid whatever it is (as on grand-challenge) without being looked at.
+
 Messages: ``ValueValidationError.message`` is grand-challenge's ``JSON does not fulfill
 schema: instance ...``; ``.path`` the place in the value (``boxes[3].corners``); ``.detail``
 (also ``str(err)``) says the same in plain words, e.g. ``corners: expected exactly 4 items,
@@ -35,9 +43,10 @@ from jsonschema.exceptions import ValidationError as JsonSchemaError
 from jsonschema.exceptions import best_match
 from referencing.exceptions import Unresolvable
 
+from . import dialects, limits, regex
 from .catalog import Kind, SuperKind, resolve_kind, super_kind
 from .custom_schema import EvaluationPlan, check_custom_schema, plan_evaluation, references
-from .errors import InvalidSchemaError, ValueValidationError
+from .errors import InvalidSchemaError, LimitExceededError, RegexNeedsSandboxError, ValueValidationError
 from .schemas import compose_schema, python_registry, rust_registry
 
 _CACHE_SIZE = 512
@@ -51,33 +60,54 @@ class _Compiled:
     """Everything needed to validate values of one (kind, custom schema, required)."""
 
     composed: dict[str, Any]
-    python: jsonschema.Draft7Validator
+    python: Any  # the draft 7 class of ``dialects`` (RE2 regular expressions)
     verdict: Callable[[Any], bool] | None  # fast verdict; None: ask Python
     accepts_everything: bool = False
+    python_regex: bool = False
 
 
-def validate_value(kind: str | Kind, value: Any, *, schema: Any = None, required: bool = True) -> None:
+def validate_value(
+    kind: str | Kind, value: Any, *, schema: Any = None, required: bool = True, python_regex: bool = False
+) -> None:
     """Raise ``ValueValidationError`` unless ``value`` is valid for a JSON-kind interface.
 
     ``schema`` is the interface's custom schema (``None``/``{}``: none); ``required=False``
     also admits ``null`` (grand-challenge's optional form fields). Values are JSON data:
-    dict, list, str, int, float, bool and None.
+    dict, list, str, int, float, bool and None. ``python_regex=True`` lets patterns that RE2
+    cannot evaluate run on Python ``re``: only for bounded workers (``sandbox``).
     """
     kind = resolve_kind(kind)
     if not kind.is_json:
         raise ValueError(f"{kind.label} is not a JSON kind; check files with check_file_content")
-    compiled = _compiled(kind.code, schema, required)
+    compiled = _compiled(kind.code, schema, required, python_regex)
     if compiled.accepts_everything:
-        return
-    if compiled.verdict is not None:
-        try:
-            if compiled.verdict(value):
-                return
-        except (ValueError, TypeError, OverflowError):
-            pass  # not plain JSON data (e.g. a date from YAML): Python decides
-    error = _python_best_match(compiled, value)
+        return  # Anything without a custom schema: nothing is evaluated, so nothing recurses
+    deep = limits.too_deep(value)
+    if deep is not None:
+        raise LimitExceededError(limits.depth_message(deep, "the value"), limit="MAX_NESTING_DEPTH")
+    try:
+        if compiled.verdict is not None:
+            try:
+                if compiled.verdict(value):
+                    return
+            except (ValueError, TypeError, OverflowError):
+                pass  # not plain JSON data (e.g. a date from YAML): Python decides
+        error = _python_best_match(compiled, value)
+    except regex.PythonRegexRequired as err:
+        raise RegexNeedsSandboxError(
+            f"Invalid schema: {err}; such patterns are evaluated only by the operator's bounded "
+            "validation workers, not here",
+            pattern=err.pattern,
+        ) from None
+    except RecursionError:
+        # Within the depth limit, but a schema that recurses (a "$ref" cycle) went too deep.
+        raise LimitExceededError(
+            "the value could not be checked: evaluating the schema recursed too deeply "
+            f"(values are limited to {limits.MAX_NESTING_DEPTH} levels of nesting)",
+            limit="MAX_NESTING_DEPTH",
+        ) from None
     if error is not None:
-        raise _to_value_error(error)
+        raise _to_value_error(error, python_regex=compiled.python_regex)
 
 
 def value_required(kind: str | Kind, schema: Any = None, *, store_in_database: bool = True) -> bool:
@@ -99,9 +129,11 @@ def value_required(kind: str | Kind, schema: Any = None, *, store_in_database: b
     return False
 
 
-def is_valid_value(kind: str | Kind, value: Any, *, schema: Any = None, required: bool = True) -> bool:
+def is_valid_value(
+    kind: str | Kind, value: Any, *, schema: Any = None, required: bool = True, python_regex: bool = False
+) -> bool:
     try:
-        validate_value(kind, value, schema=schema, required=required)
+        validate_value(kind, value, schema=schema, required=required, python_regex=python_regex)
     except ValueValidationError:
         return False
     return True
@@ -112,7 +144,7 @@ def is_valid_value(kind: str | Kind, value: Any, *, schema: Any = None, required
 # ---------------------------------------------------------------------------------------
 
 
-def _compiled(code: str, schema: Any, required: bool) -> _Compiled:
+def _compiled(code: str, schema: Any, required: bool, python_regex: bool = False) -> _Compiled:
     no_custom = schema is None or schema == {}
     if no_custom:
         # At most 2 x 25 entries, never evicted: read without the lock (the common case).
@@ -120,11 +152,14 @@ def _compiled(code: str, schema: Any, required: bool) -> _Compiled:
         if entry is None:
             entry = _kind_only_cache.setdefault((code, required), _compile(code, None, required))
         return entry
+    deep = limits.too_deep(schema)
+    if deep is not None:  # before json.dumps and copies, which recurse
+        raise InvalidSchemaError(f"Invalid schema: {limits.depth_message(deep, 'the schema')}")
     try:
         schema_key = json.dumps(schema, allow_nan=True)
     except (TypeError, ValueError):
         raise InvalidSchemaError(f"Invalid schema: {schema!r} is not JSON") from None
-    key = (code, schema_key, required)
+    key = (code, schema_key, required, python_regex)
     with _cache_lock:
         entry = _cache.get(key)
         if entry is not None:
@@ -132,7 +167,7 @@ def _compiled(code: str, schema: Any, required: bool) -> _Compiled:
     if entry is None:
         try:
             # A private copy: callers may mutate their schema dict after this call.
-            entry = _compile(code, json.loads(schema_key), required)
+            entry = _compile(code, json.loads(schema_key), required, python_regex)
         except InvalidSchemaError as err:
             entry = err
         with _cache_lock:
@@ -150,22 +185,24 @@ def clear_cache() -> None:
         _kind_only_cache.clear()
 
 
-def _compile(code: str, custom: Any, required: bool) -> _Compiled:
+def _compile(code: str, custom: Any, required: bool, python_regex: bool = False) -> _Compiled:
     check_custom_schema(custom)
     composed = compose_schema(code, custom, required=required)
     # vega-lite is needed for Chart, and for custom schemas that may reach the Chart definition.
     with_vega_lite = code == "CHART" or bool(custom is not None and references(custom))
-    python = jsonschema.Draft7Validator(composed, registry=python_registry(with_vega_lite))
+    draft7 = dialects.validator_class(jsonschema.Draft7Validator, python_regex=python_regex)
+    python = draft7(composed, registry=python_registry(with_vega_lite))
     if code == "JSON" and custom is None and required:
-        return _Compiled(composed, python, None, accepts_everything=True)
+        return _Compiled(composed, python, None, accepts_everything=True, python_regex=python_regex)
     kind_verdict = _rust_is_valid(_without_chart(compose_schema(code, None), code), "Draft7Validator", code == "CHART")
     if custom is None:
         verdict = kind_verdict
     else:
-        verdict = _custom_verdict(code, custom, kind_verdict, with_vega_lite, plan_evaluation(custom))
+        plan = plan_evaluation(custom)
+        verdict = _custom_verdict(code, custom, kind_verdict, with_vega_lite, plan, python_regex)
     if verdict is not None and not required:
         verdict = _admit_null(verdict)
-    return _Compiled(composed, python, verdict)
+    return _Compiled(composed, python, verdict, python_regex=python_regex)
 
 
 def _custom_verdict(
@@ -174,6 +211,7 @@ def _custom_verdict(
     kind_verdict: Callable[[Any], bool] | None,
     with_vega_lite: bool,
     plan: EvaluationPlan,
+    python_regex: bool = False,
 ) -> Callable[[Any], bool] | None:
     """The fast verdict of ``allOf: [custom, kind]``, or None when only Python can decide."""
     if kind_verdict is None:
@@ -183,7 +221,7 @@ def _custom_verdict(
         # can be AND-ed with the kind's, each by the fastest faithful evaluator.
         custom_verdict = _rust_is_valid(custom, plan.rust_class, with_vega_lite) if plan.rust_class else None
         if custom_verdict is None:
-            custom_verdict = _python_is_valid(custom, plan.python_class)
+            custom_verdict = _python_is_valid(custom, plan.python_class, python_regex)
         return lambda value: kind_verdict(value) and custom_verdict(value)
     if plan.rust_class == "Draft7Validator":
         # References resolve against the composed document: evaluate that as a whole.
@@ -216,8 +254,9 @@ def _rust_is_valid(schema: Any, class_name: str | None, with_vega_lite: bool) ->
         return None
 
 
-def _python_is_valid(schema: Any, validator_class: type) -> Callable[[Any], bool]:
-    validator = validator_class(schema, registry=python_registry(False))
+def _python_is_valid(schema: Any, validator_class: type, python_regex: bool) -> Callable[[Any], bool]:
+    extended = dialects.validator_class(validator_class, python_regex=python_regex)
+    validator = extended(schema, registry=python_registry(False))
     return validator.is_valid
 
 
@@ -253,9 +292,9 @@ def grand_challenge_message(error: JsonSchemaError) -> str:
     return f"JSON does not fulfill schema: instance {error.message.replace(str(error.instance) + ' ', '')}"
 
 
-def _to_value_error(error: JsonSchemaError) -> ValueValidationError:
+def _to_value_error(error: JsonSchemaError, *, python_regex: bool = False) -> ValueValidationError:
     parts = list(error.absolute_path)
-    rule = _plain_rule(error, parts)
+    rule = _plain_rule(error, parts, python_regex=python_regex)
     path = format_path(parts)
     return ValueValidationError(
         grand_challenge_message(error),
@@ -265,7 +304,7 @@ def _to_value_error(error: JsonSchemaError) -> ValueValidationError:
     )
 
 
-def _plain_rule(error: JsonSchemaError, parts: list[Any]) -> str:
+def _plain_rule(error: JsonSchemaError, parts: list[Any], *, python_regex: bool = False) -> str:
     """The broken rule in plain words; may extend ``parts`` to name a missing/extra key."""
     keyword, expected, instance = error.validator, error.validator_value, error.instance
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -303,7 +342,9 @@ def _plain_rule(error: JsonSchemaError, parts: list[Any]) -> str:
     if keyword == "additionalProperties" and expected is False and isinstance(instance, dict):
         allowed = list(schema.get("properties", {}))
         patterns = list(schema.get("patternProperties", {}))
-        extra = [k for k in instance if k not in allowed and not any(re.search(p, k) for p in patterns)]
+        # The same engine as the validation that produced this error (RE2 unless sandboxed).
+        extra = [k for k in instance if k not in allowed
+                 and not any(regex.search(p, k, python=python_regex) for p in patterns)]
         allowed_text = f"; allowed: {', '.join(allowed)}" if allowed else ""
         if len(extra) == 1:
             parts.append(extra[0])

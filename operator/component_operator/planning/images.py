@@ -6,7 +6,9 @@ here the image already sits in an OCI registry, so the registry adapter reports 
 grand-challenge's rules in grand-challenge's order, with grand-challenge's messages:
 
 1. the image configuration must be readable (upload step 4);
-2. ``config.User`` must not be root (step 6; ``1000:0`` passes, ``ROOT`` does not);
+2. ``config.User`` must not be root (step 6; ``1000:0`` passes, ``ROOT`` does not), and a
+   name must resolve to a uid other than 0 in the image's own ``/etc/passwd`` (and a group
+   name in ``/etc/group``; ``image_users``), which becomes ``status.runAsUser``/``runAsGroup``;
 3. ``architecture`` must be ``amd64`` (step 7; the message shows the Python repr);
 4. the operating system must be ``linux`` (implicit upstream: the platform is ``linux/amd64``);
 5. an entrypoint or a cmd must be set (upstream only finds out at run time, in the shim);
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..api.image import ImportStatus
+from . import image_users
 from .conditions import get_condition, set_condition
 
 PLATFORM_OS = "linux"
@@ -68,6 +71,8 @@ STATUS_KEYS = (
     "architecture",
     "os",
     "user",
+    "runAsUser",
+    "runAsGroup",
     "entrypoint",
     "cmd",
     "workingDir",
@@ -97,6 +102,9 @@ class ManifestInfo:
     """Digest of the image index the tag pointed to, if it was an index."""
     platforms: tuple[str, ...] = ()
     """Platforms listed by the index (``os/arch[/variant]``), empty for a single manifest."""
+    user_files: image_users.UserFiles | None = None
+    """/etc/passwd and /etc/group from the layers when config.User names a user or group
+    (None: numeric, so nothing was read)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,8 @@ class Problem:
     message: str
 
     def detail(self) -> str:
+        if self.message.startswith(self.field):  # the message already names the field and value
+            return self.message
         return f"{self.field} is {self.value!r}: {self.message}"
 
 
@@ -181,6 +191,11 @@ def check_image_config(config: dict[str, Any] | None, manifest_info: ManifestInf
     problems: list[Problem] = []
     if is_root_user(facts.user):
         problems.append(Problem("RootUser", "config.User", facts.user, ROOT_USER_MESSAGE))
+    else:
+        outcome = resolve_user(facts.user, info)
+        if isinstance(outcome, image_users.UserProblem):
+            message = outcome.message or ROOT_USER_MESSAGE
+            problems.append(Problem(outcome.reason, "config.User", facts.user, message))
     if facts.architecture != PLATFORM_ARCHITECTURE:
         message = ARCHITECTURE_MESSAGE.format(arch=facts.architecture)
         if info and info.platforms:
@@ -191,6 +206,11 @@ def check_image_config(config: dict[str, Any] | None, manifest_info: ManifestInf
     if not facts.entrypoint and not facts.cmd:
         problems.append(Problem("NoEntrypoint", "config.Entrypoint and config.Cmd", None, NO_ENTRYPOINT_MESSAGE))
     return problems
+
+
+def resolve_user(user: str | None, info: ManifestInfo | None) -> image_users.Outcome | None:
+    """The ids ``user`` runs as (numeric, or from the files the registry adapter read), or why not."""
+    return image_users.resolve(user, info.user_files if info else None)
 
 
 def find_duplicate(name: str, created: str, config_sha256: str | None, peers: Iterable[Peer]) -> Peer | None:
@@ -212,6 +232,8 @@ def find_duplicate(name: str, created: str, config_sha256: str | None, peers: It
 def needs_inspection(status: dict[str, Any] | None, generation: int | None) -> bool:
     """Whether a (resumed, created or updated) image must be looked at in its registry."""
     status = status or {}
+    if status.get("importStatus") == COMPLETED and status.get("runAsUser") is None:
+        return True  # inspected before runAsUser was recorded: resolve USER once more
     return status.get("observedGeneration") != generation or status.get("importStatus") not in FINISHED
 
 
@@ -272,6 +294,8 @@ def decide_image_status(
 def _from_manifest(spec, status, info: ManifestInfo, generation, now, name, created, peers) -> dict[str, Any]:
     facts = image_facts(info.config)
     problems = check_image_config(info.config, info)
+    run_as = resolve_user(facts.user, info) if info.config is not None and not is_root_user(facts.user) else None
+    run_as = run_as if isinstance(run_as, image_users.RunAs) else None
     duplicate = find_duplicate(name, created, info.config_digest, peers) if info.config is not None else None
     if duplicate is not None:
         message = f"{DUPLICATE_MESSAGE} (same as ComponentImage {duplicate.name!r})"
@@ -286,6 +310,8 @@ def _from_manifest(spec, status, info: ManifestInfo, generation, now, name, crea
         architecture=facts.architecture,
         os=facts.os,
         user=facts.user,
+        runAsUser=run_as.uid if run_as else None,
+        runAsGroup=run_as.gid if run_as else None,
         entrypoint=facts.entrypoint,
         cmd=facts.cmd,
         workingDir=facts.working_dir,
@@ -300,7 +326,8 @@ def _from_manifest(spec, status, info: ManifestInfo, generation, now, name, crea
         )
     else:
         platform = f"{facts.os or PLATFORM_OS}/{facts.architecture}"
-        message = f"{info.pinned_image} ({platform}, user {facts.user!r}, {info.size} bytes) passed every check."
+        ids = f", uid {run_as.uid}" + (f" gid {run_as.gid}" if run_as.gid is not None else "") if run_as else ""
+        message = f"{info.pinned_image} ({platform}, user {facts.user!r}{ids}, {info.size} bytes) passed every check."
         desired.update(
             importStatus=COMPLETED,
             message=message,

@@ -2,16 +2,28 @@
 
 Returns per-interface messages keyed by the interface title, as grand-challenge's
 ``detailed_error_message``, plus field-addressed messages for admission responses.
+
+The rules are one walk over ``spec.inputs`` (``_walk``). The cheap ones (does the interface
+exist, is it Ready, which of value/file/image, duplicate paths) run in-process; checking a
+value against its interface's schemas is a ``ValueCheck`` whose outcome the walk asks for.
+``check_inputs_bounded`` first collects those checks, has the ``kinds.sandbox`` pool run them
+in worker processes with time and memory budgets, then walks again with the outcomes;
+``check_inputs`` runs them in-process (tests, and callers without a pool: there a pattern
+that needs Python ``re`` is refused, never run).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .. import kinds
+from ..kinds.sandbox import Outcome, check_input_value
 from .conditions import is_true
 from .pods import input_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..kinds.sandbox import ValidationPool
 
 
 @dataclass(frozen=True)
@@ -26,8 +38,8 @@ class InputProblem:
         return f"{self.field}: {self.rule or self.message}"
 
 
-def _describe(err: Exception) -> tuple[str, str]:
-    """(path inside the value, message) of a validation error from the kinds package."""
+def _describe(err: Any) -> tuple[str, str]:
+    """(path inside the value, message) of a validation error (or ``Outcome``) from the kinds package."""
     path = getattr(err, "path", "") or ""
     detail = getattr(err, "detail", None) or str(err)
     if path and detail.startswith(f"{path}: "):
@@ -35,10 +47,56 @@ def _describe(err: Exception) -> tuple[str, str]:
     return path, detail
 
 
+@dataclass(frozen=True)
+class ValueCheck:
+    """One input value to check against its interface (kind and custom schema)."""
+
+    index: int
+    interface: str
+    kind_code: str
+    schema: Any
+    has_value: bool
+    value: Any
+
+
 def check_inputs(
     spec: Mapping[str, Any], interfaces: Mapping[str, Mapping[str, Any]], *, require_known: bool = True
 ) -> list[InputProblem]:
-    """Problems with the inputs; interfaces not in ``interfaces`` are skipped unless ``require_known``."""
+    """Problems with the inputs; interfaces not in ``interfaces`` are skipped unless ``require_known``.
+
+    In-process: values are checked here, without a time budget but also without Python
+    ``re`` (use ``ValidationPool.check_inputs`` where hostile schemas can arrive).
+    """
+    return _walk(spec, interfaces, require_known,
+                 lambda check: check_input_value(check.kind_code, check.schema, check.has_value, check.value))
+
+
+async def check_inputs_bounded(
+    pool: "ValidationPool",
+    spec: Mapping[str, Any],
+    interfaces: Mapping[str, Mapping[str, Any]],
+    *,
+    require_known: bool = True,
+    total_seconds: float | None = None,
+) -> list[InputProblem]:
+    """``check_inputs`` with every value checked in ``pool``, each within its budgets."""
+    checks: list[ValueCheck] = []
+
+    def collect(check: ValueCheck) -> Outcome:
+        checks.append(check)
+        return Outcome()  # the first walk only collects: whether a value is checked is item-local
+
+    _walk(spec, interfaces, require_known, collect)
+    outcomes = await pool.run_value_checks(checks, total_seconds=total_seconds)
+    return _walk(spec, interfaces, require_known, lambda check: outcomes[check.index])
+
+
+def _walk(
+    spec: Mapping[str, Any],
+    interfaces: Mapping[str, Mapping[str, Any]],
+    require_known: bool,
+    outcome_of: Callable[[ValueCheck], Outcome],
+) -> list[InputProblem]:
     problems: list[InputProblem] = []
     seen_paths: dict[str, str] = {}
     prefixes = spec.get("inputPrefixes") or {}
@@ -73,17 +131,10 @@ def check_inputs(
                 problems.append(InputProblem(name, title, f"{base}.image", f"value is required for interface kind {kind.code}"))
                 continue
             if not has_file:
-                if not has_value and kinds.value_required(kind, schema):
-                    problems.append(
-                        InputProblem(name, title, f"{base}.value", f"value is required for interface kind {kind.code}")
-                    )
-                    continue
-                try:
-                    kinds.validate_value(kind, item.get("value"), schema=schema)
-                except kinds.ValueValidationError as err:
-                    path, rule = _describe(err)
-                    field = f"{base}.value" + (f".{path}" if path and not path.startswith("[") else path)
-                    problems.append(InputProblem(name, title, field, f"{path}: {rule}" if path else rule, rule))
+                outcome = outcome_of(ValueCheck(index, name, kind.code, schema, has_value, item.get("value")))
+                problem = _value_problem(outcome, name, title, base, kind.code, item.get("value"))
+                if problem is not None:
+                    problems.append(problem)
                     continue
         elif group == "file" and not has_file:
             problems.append(InputProblem(name, title, f"{base}.file", f"file is required for interface kind {kind.code}"))
@@ -98,3 +149,16 @@ def check_inputs(
             )
         seen_paths[target] = name
     return problems
+
+
+def _value_problem(outcome: Outcome, name: str, title: str, base: str, code: str, value: Any) -> InputProblem | None:
+    if outcome.ok:
+        return None
+    if outcome.status == "required":
+        return InputProblem(name, title, f"{base}.value", f"value is required for interface kind {code}")
+    if outcome.over_budget:
+        what = f"validating {kinds.values.describe(value)} against ComponentInterface {name!r}"
+        return InputProblem(name, title, f"{base}.value", outcome.detail.replace("{what}", what))
+    path, rule = _describe(outcome)
+    field = f"{base}.value" + (f".{path}" if path and not path.startswith("[") else path)
+    return InputProblem(name, title, field, f"{path}: {rule}" if path else rule, rule)

@@ -13,9 +13,13 @@ from .conditions import set_condition
 
 
 def decide_interface_status(
-    spec: dict[str, Any], status: dict[str, Any] | None, generation: int | None
+    spec: dict[str, Any], status: dict[str, Any] | None, generation: int | None, errors: list | None = None
 ) -> dict[str, Any]:
-    """Return the desired status (superKind, kindCode, Ready condition, observedGeneration)."""
+    """Return the desired status (superKind, kindCode, Ready condition, observedGeneration).
+
+    ``errors`` are the rule violations found by the bounded validation pool (the handler's);
+    None runs ``kinds.check_interface`` here (tests, the CLI).
+    """
     status = status or {}
     desired: dict[str, Any] = {"observedGeneration": generation}
     try:
@@ -27,7 +31,7 @@ def decide_interface_status(
         return desired
     desired["kindCode"] = kind.code
     desired["superKind"] = kinds.super_kind(kind, spec.get("storeInDatabase", True)).value
-    errors = kinds.check_interface(spec)
+    errors = list(errors) if errors is not None else kinds.check_interface(spec)
     if status.get("inUse") and status.get("overlaySegmentsInUse") is not None:
         # Without the webhook, a renamed or removed segment is caught here against what was in use.
         errors += kinds.check_overlay_segments_update(status["overlaySegmentsInUse"], spec.get("overlaySegments") or [], True)
@@ -40,3 +44,10 @@ def decide_interface_status(
         )
     desired["conditions"] = conditions
     return desired
+
+
+def internal_error_status(status: dict[str, Any] | None, generation: int | None, text: str) -> dict[str, Any]:
+    """Ready=False, reason InternalError: the operator could not check this interface."""
+    conditions = set_condition((status or {}).get("conditions"), "Ready", False, "InternalError",
+                               f"The operator could not check this interface: {text}", generation=generation)
+    return {"observedGeneration": generation, "conditions": conditions}

@@ -17,8 +17,14 @@ Error taxonomy (for the whole operator):
                 with grand-challenge's message and a specific condition reason;
   temporary  -- the platform's (API conflicts, registry down, pod lost); retried with delay
                 or with a new attempt, never reported as the user's failure;
-  unexpected -- a bug; the handler logs it with context and retries, and the reconcile
-                error counter goes up.
+  unexpected -- a bug; the handler logs it with context and retries a bounded number of
+                times, then ends the job Failed with reason InternalError (see
+                ``component_operator.errors`` for the bounds).
+
+The job's spec is parsed once, at the handler's edge, into ``api.job.ComponentJobSpec``
+(``parse_spec``); an object the API server admitted but the model refuses ends Cancelled
+with reason ``InvalidSpec`` and pydantic's field-by-field message. The builders below then
+see a complete spec with every default filled in.
 """
 
 from __future__ import annotations
@@ -28,12 +34,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from ..api.job import Phase
+from pydantic import ValidationError
+
+from .. import kinds
+from ..api.job import ComponentJobSpec, ComponentJobStatus, Phase
 from ..config import OperatorConfig
+from ..errors import INTERNAL_ERROR
 from . import cost, dataplane, logs, names
 from .conditions import get_condition, is_true, set_condition
-from .inputs import check_inputs
-from .pods import build_inputs_configmap, build_pod
+from .inputs import InputProblem, check_inputs
+from .pods import InputsTooLargeError, build_inputs_configmap, build_pod
 
 # grand-challenge's messages (components spec section 5)
 MSG_INVALID_INPUTS = "One or more of the inputs failed validation."
@@ -53,6 +63,51 @@ FATAL_WAITING_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverP
 PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "ErrImagePull"}
 
 WAIT_POLL_SECONDS = 5.0
+#: The whole status is kept below this many bytes of JSON (etcd refuses objects over 1.5 MiB;
+#: the spec, metadata and kopf's bookkeeping need the rest). Logs are trimmed first; a status
+#: that is still too large (inline outputs) fails the job with reason StatusTooLarge.
+STATUS_BUDGET_BYTES = 512 * 1024
+#: Errors shown in status.detailedErrorMessage: entries and characters per entry.
+DETAIL_ENTRIES = 64
+DETAIL_CHARS = 2048
+
+
+class SpecError(ValueError):
+    """The spec the API server admitted does not fit the operator's model."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+def parse_spec(spec: Any) -> ComponentJobSpec:
+    """The one parse of a job's spec (raises ``SpecError`` naming each bad field)."""
+    try:
+        return ComponentJobSpec.model_validate(spec if spec is not None else {})
+    except ValidationError as err:
+        messages = []
+        for problem in err.errors()[:10]:
+            where = ".".join(str(part) for part in ("spec", *problem["loc"]))
+            value = repr(problem.get("input"))
+            value = value if len(value) <= 80 else value[:77] + "..."
+            messages.append(f"{where}: {problem['msg']} (got {value})")
+        raise SpecError(messages) from None
+
+
+def spec_wire(spec: ComponentJobSpec) -> dict[str, Any]:
+    """The parsed spec as the builders read it: camelCase keys, every default present."""
+    return spec.model_dump(by_alias=True, mode="json")
+
+
+def check_input_prefixes(prefixes: Mapping[str, str]) -> list[InputProblem]:
+    """Each ``spec.inputPrefixes`` value must be a safe relative path (the CRD's CEL says the same)."""
+    problems = []
+    for interface, prefix in prefixes.items():
+        why = names.unsafe_relative_path(prefix)
+        if why:
+            problems.append(InputProblem(interface, interface, f"spec.inputPrefixes[{interface!r}]",
+                                         f"{prefix!r} is not a safe relative directory: {why}"))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -91,8 +146,13 @@ class Observation:
     result: ResultObservation | None = None
     #: A fresh random key, used only if this decision creates the job's agent Secret.
     new_signing_key_hex: str | None = None
-    #: Object-store credentials copied into the agent Secret (data plane only).
-    s3_credentials: tuple[str, str] | None = None
+    #: What presigning the attempt's URLs and upload policy needs besides ``now`` (data plane
+    #: only): the pods' endpoint and the operator's credentials, which never leave its namespace.
+    presign: dataplane.PresignContext | None = None
+    #: The spec, parsed once by the handler (``parse_spec``); None: ``decide`` parses it.
+    spec: ComponentJobSpec | None = None
+    #: Input problems found by the bounded validation pool; None: checked in-process.
+    input_problems: list[InputProblem] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,10 +184,11 @@ def rfc3339(value: datetime) -> str:
 class _Builder:
     """Accumulates the next status, conditions and actions while ``decide`` walks the phases."""
 
-    def __init__(self, obs: Observation):
+    def __init__(self, obs: Observation, spec: ComponentJobSpec):
         self.obs = obs
-        self.job = obs.job
-        self.spec = obs.job.get("spec", {})
+        self.typed = spec
+        self.spec = spec_wire(spec)
+        self.job = {**obs.job, "spec": self.spec}
         self.meta = obs.job.get("metadata", {})
         self.generation = self.meta.get("generation")
         self.current = dict(obs.job.get("status") or {})
@@ -169,7 +230,8 @@ class _Builder:
             self.condition("Failed", True, reason, error)
             self.status["errorMessage"] = error[:1024]
         if detail:
-            self.status["detailedErrorMessage"] = {str(k): str(v) for k, v in detail.items()}
+            items = list(detail.items())[:DETAIL_ENTRIES]
+            self.status["detailedErrorMessage"] = {str(k)[:253]: str(v)[:DETAIL_CHARS] for k, v in items}
         self.status["completedAt"] = self.now
         self.decision.requeue_after = None
         return self.decision
@@ -184,10 +246,29 @@ class _Builder:
 
 
 def decide(obs: Observation) -> Decision:
-    b = _Builder(obs)
-    if b.phase.is_terminal:
-        return Decision(status=dict(b.current))  # never leave, never rewrite a terminal state
-    if b.spec.get("cancel"):
+    decision = _decide(obs)
+    return _bounded(decision)
+
+
+def _decide(obs: Observation) -> Decision:
+    current = dict(obs.job.get("status") or {})
+    if current.get("phase") in TERMINAL_PHASES:
+        return Decision(status=current)  # never leave, never rewrite a terminal state
+    try:
+        ComponentJobStatus.model_validate(current)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in ("status", *first["loc"]))
+        return fail(obs, "InvalidStatus", f"{where}: {first['msg']} (the status was edited by hand?)")
+    try:
+        spec = obs.spec if obs.spec is not None else parse_spec(obs.job.get("spec"))
+    except SpecError as err:
+        b = _Builder(obs, ComponentJobSpec.model_construct(image=""))
+        b.condition("InputsValid", False, "InvalidSpec", str(err))
+        return b.finish(Phase.CANCELLED, "InvalidSpec", f"The job's spec is not valid: {err}",
+                        {f"spec[{i}]": m for i, m in enumerate(err.messages)})
+    b = _Builder(obs, spec)
+    if b.typed.cancel:
         if obs.pod is not None:
             b.decision.delete_pods.append(obs.pod["metadata"]["name"])
         return b.finish(Phase.CANCELLED, "Cancelled", "The job was cancelled (spec.cancel is true).")
@@ -201,17 +282,18 @@ def decide(obs: Observation) -> Decision:
 def _validate_inputs(b: _Builder) -> Decision:
     obs = b.obs
     b.move(Phase.VALIDATING_INPUTS)
-    wanted = [i.get("interface") for i in b.spec.get("inputs", [])] + list(b.spec.get("outputs", []))
+    wanted = [i.interface for i in b.typed.inputs] + list(b.typed.outputs)
     missing = sorted({name for name in wanted if name not in obs.interfaces})
     if missing:
         message = "waiting for ComponentInterface " + ", ".join(repr(m) for m in missing)
-        if b.seconds_since(b.status["createdAt"]) > b.spec.get("schedulingTimeoutSeconds", 600):
+        if b.seconds_since(b.status["createdAt"]) > b.typed.scheduling_timeout_seconds:
             detail = {m: f"ComponentInterface {m!r} does not exist" for m in missing}
             b.condition("InputsValid", False, "InterfaceNotFound", "; ".join(detail.values()))
             return b.finish(Phase.CANCELLED, "InterfaceNotFound", MSG_INVALID_INPUTS, detail)
         b.condition("InputsValid", "Unknown", "WaitingForInterfaces", message)
         return b.wait()
-    problems = check_inputs(b.spec, obs.interfaces)
+    problems = check_input_prefixes(b.typed.input_prefixes) + _output_problems(b)
+    problems += obs.input_problems if obs.input_problems is not None else check_inputs(b.spec, obs.interfaces)
     if problems:
         detail = {p.title: p.message for p in problems}
         b.condition("InputsValid", False, "InvalidInputs", "; ".join(str(p) for p in problems))
@@ -221,14 +303,37 @@ def _validate_inputs(b: _Builder) -> Decision:
     return _start_attempt(b)
 
 
+def _output_problems(b: _Builder) -> list[InputProblem]:
+    """Outputs must name usable interfaces: a known kind, and not marked invalid."""
+    problems = []
+    for index, name in enumerate(b.typed.outputs):
+        iface = b.obs.interfaces.get(name) or {}
+        field_name = f"spec.outputs[{index}]"
+        try:
+            kinds.resolve_kind((iface.get("spec") or {}).get("kind", ""))
+        except Exception as err:  # noqa: BLE001 - any unusable kind is the interface's problem
+            problems.append(InputProblem(name, name, field_name, f"ComponentInterface {name!r} cannot be an output: {err}"))
+            continue
+        conditions = (iface.get("status") or {}).get("conditions")
+        if conditions and not is_true(conditions, "Ready"):
+            problems.append(InputProblem(name, name, field_name, f"ComponentInterface {name!r} is not valid"))
+    return problems
+
+
 def _start_attempt(b: _Builder) -> Decision:
     obs = b.obs
     image = obs.image
-    name = b.spec.get("image", "")
+    name = b.typed.image
+    wanted = sorted({i.interface for i in b.typed.inputs} | set(b.typed.outputs))
+    gone = [n for n in wanted if n not in obs.interfaces]
+    if gone:  # deleted after the inputs were validated
+        detail = {n: f"ComponentInterface {n!r} was deleted after the job's inputs were validated" for n in gone}
+        b.condition("InputsValid", False, "InterfaceNotFound", "; ".join(detail.values()))
+        return b.finish(Phase.FAILED, "InterfaceNotFound", MSG_INVALID_INPUTS, detail)
     image_status = (image or {}).get("status") or {}
     if image is None or not is_true(image_status.get("conditions"), "Ready"):
         failed = image_status.get("importStatus") in ("Failed", "Cancelled")
-        waited_too_long = b.seconds_since(b.status["createdAt"]) > b.spec.get("schedulingTimeoutSeconds", 600)
+        waited_too_long = b.seconds_since(b.status["createdAt"]) > b.typed.scheduling_timeout_seconds
         why = "does not exist" if image is None else (image_status.get("message") or image_status.get("importStatus") or "is not ready")
         b.condition("ImageReady", False, "ImageNotFound" if image is None else "ImageNotReady", f"ComponentImage {name!r}: {why}")
         if failed or waited_too_long:
@@ -240,17 +345,28 @@ def _start_attempt(b: _Builder) -> Decision:
             dataplane.program(image_status.get("entrypoint"), image_status.get("cmd"))
         except ValueError as err:
             return b.finish(Phase.FAILED, "NoEntrypoint", MSG_IMAGE_NOT_READY.format(name=name), {name: str(err)})
-        access, secret = obs.s3_credentials or ("", "")
-        invocation = dataplane.build_invocation(b.job, b.attempt, obs.interfaces, obs.config)
+        if obs.presign is None:  # the operator's own configuration, not the user's: say so plainly
+            message = ("The operator has no object-storage credentials (COMPONENT_OPERATOR_S3_ACCESS_KEY and "
+                       "COMPONENT_OPERATOR_S3_SECRET_KEY), so it cannot grant the job access to its data")
+            return b.finish(Phase.FAILED, "NoStorageCredentials", message, {"operator": message})
+        try:
+            invocation = dataplane.build_invocation(b.job, b.attempt, obs.interfaces, obs.config)
+            secret = dataplane.build_agent_secret(b.job, b.attempt, obs.new_signing_key_hex or "", obs.presign,
+                                                  obs.now, obs.config)
+        except InputsTooLargeError as err:  # dataplane's is a pods.InputsTooLargeError too
+            return b.finish(Phase.FAILED, "InputsTooLarge", str(err), {"spec.inputs": str(err)})
         b.decision.create.extend([
-            dataplane.build_agent_secret(b.job, b.attempt, obs.new_signing_key_hex or "", access, secret),
+            secret,
             dataplane.build_invocation_configmap(b.job, b.attempt, invocation),
             dataplane.build_network_policy(b.job, obs.config),
         ])
         b.status["signingKeySecret"] = dataplane.agent_secret_name(b.meta["name"], b.attempt)
         items: list[dict[str, str]] = []
     else:
-        configmap, items = build_inputs_configmap(b.job, b.attempt, obs.interfaces)
+        try:
+            configmap, items = build_inputs_configmap(b.job, b.attempt, obs.interfaces)
+        except InputsTooLargeError as err:
+            return b.finish(Phase.FAILED, "InputsTooLarge", str(err), {"spec.inputs": str(err)})
         b.decision.create.append(configmap)
     pod = build_pod(b.job, image, b.attempt, items, obs.config)
     b.decision.create.append(pod)
@@ -304,7 +420,7 @@ def _pending(b: _Builder, pod: Mapping[str, Any]) -> Decision:
         message = scheduled.get("message", "")
         b.condition("Scheduled", False, "Unschedulable", message)
         b.status["reason"] = "Unschedulable"
-        timeout = b.spec.get("schedulingTimeoutSeconds", 600)
+        timeout = b.typed.scheduling_timeout_seconds
         if b.seconds_since(pod["metadata"].get("creationTimestamp")) > timeout:
             b.decision.delete_pods.append(pod["metadata"]["name"])
             error = f"No node could run this job within {timeout}s: {message}"
@@ -335,7 +451,7 @@ def _record_start(b: _Builder, pod: Mapping[str, Any]) -> None:
 
 
 def _record_end(b: _Builder, pod: Mapping[str, Any]) -> None:
-    cfg, spec = b.obs.config, b.spec
+    cfg = b.obs.config
     terminated = (_container_status(pod).get("state") or {}).get("terminated") or {}
     started = parse_time(terminated.get("startedAt") or b.status.get("startedAt"))
     finished = parse_time(terminated.get("finishedAt")) or b.obs.now
@@ -347,7 +463,7 @@ def _record_end(b: _Builder, pod: Mapping[str, Any]) -> None:
         metrics["runSeconds"] = round(run, 3)
     duration = (finished - pod_started).total_seconds() if pod_started else None
     b.status["duration"] = logs.format_duration(duration)
-    memory, gpu = int(spec.get("requiresMemoryGB", 8)), spec.get("requiresGPUType", "")
+    memory, gpu = b.typed.requires_memory_gb, b.typed.requires_gpu_type
     instance = cost.instance_for(memory, gpu, cfg)
     metrics["instance"] = {
         "name": instance.name if instance else None,
@@ -392,7 +508,7 @@ def _apply_result_metrics(b: _Builder) -> None:
 
 
 def _parse_outputs(b: _Builder) -> Decision:
-    outputs = b.spec.get("outputs") or []
+    outputs = b.typed.outputs
     if b.obs.config.object_storage is not None:
         problem = _result_problem(b)
         if problem is not None:
@@ -465,7 +581,7 @@ def _init_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def _retry_or_fail(b: _Builder, reason: str, message: str) -> Decision:
-    max_attempts = int(b.spec.get("maxAttempts", 3))
+    max_attempts = b.typed.max_attempts
     if b.attempt + 1 >= max_attempts:
         return b.finish(Phase.FAILED, reason, f"{message}; no attempts left ({max_attempts} allowed)", {"pod": message})
     b.status["attempt"] = b.attempt + 1
@@ -475,3 +591,58 @@ def _retry_or_fail(b: _Builder, reason: str, message: str) -> Decision:
     b.condition("Scheduled", "Unknown", "Retrying", message)
     b.move(Phase.RE_QUEUED, reason, f"{message}; starting attempt {b.attempt} of {max_attempts}", "Warning")
     return b.wait(0.0)
+
+
+TERMINAL_PHASES = {p.value for p in Phase if p.is_terminal}
+
+
+def fail(obs: Observation, reason: str, message: str, detail: Mapping[str, str] | None = None) -> Decision:
+    """End a job ``Failed`` whatever its spec (an error the reconciler could not get past).
+
+    Used for ``InternalError`` after bounded retries and for permanent errors raised while
+    acting (e.g. the API server refusing the pod). The pod of the current attempt, if any, is
+    deleted: no job is left terminal with its algorithm still running.
+    """
+    current = dict(obs.job.get("status") or {})
+    if current.get("phase") in TERMINAL_PHASES:
+        return Decision(status=current)
+    try:
+        spec = obs.spec or parse_spec(obs.job.get("spec"))
+    except SpecError:
+        spec = ComponentJobSpec.model_construct(image="")
+    try:
+        ComponentJobStatus.model_validate(current)
+        usable = current
+    except ValidationError:  # the status itself is unusable: start from a clean one
+        usable = {}
+    b = _Builder(Observation(**{**obs.__dict__, "job": {**obs.job, "status": usable}}), spec)
+    if current.get("podName"):
+        b.decision.delete_pods.append(str(current["podName"]))
+    b.condition("Failed", True, reason, message)
+    return _bounded(b.finish(Phase.FAILED, reason, message, detail or {reason: message}))
+
+
+def status_size(status: Mapping[str, Any]) -> int:
+    return len(json.dumps(status, separators=(",", ":"), default=str).encode())
+
+
+def _bounded(decision: Decision) -> Decision:
+    """Keep the status under ``STATUS_BUDGET_BYTES``: trim logs, then refuse what is left."""
+    status = decision.status
+    if status_size(status) <= STATUS_BUDGET_BYTES:
+        return decision
+    for key in ("stdout", "stderr"):
+        if status.get(key):
+            status[key] = logs.last_lines(status[key], limit_bytes=logs.LOG_BYTES // 4)
+    if status_size(status) <= STATUS_BUDGET_BYTES:
+        return decision
+    size = status_size(status)
+    status["outputs"] = []
+    status["phase"] = Phase.FAILED.value
+    status["reason"] = "StatusTooLarge"
+    message = (f"The job's status would be {size} bytes, over the operator's budget of {STATUS_BUDGET_BYTES} "
+               "bytes: store large outputs as files (storeInDatabase: false) instead of inline values")
+    status["errorMessage"] = message[:1024]
+    status["detailedErrorMessage"] = {"status": message}
+    decision.requeue_after = None
+    return decision

@@ -17,7 +17,9 @@ output is there and valid, exactly as grand-challenge's ``Executor.get_outputs``
 looked at; other files are ignored. The I/O is injected: ``produced`` is the list of files
 from the result document, ``read`` fetches one of them (bytes or a local path, with a size
 limit), ``list_dir`` optionally lists an image directory; so this module is tested without
-object storage.
+object storage. ``validate`` checks a JSON value against its interface; the operator passes
+``ValidationPool.validate_value_sync`` so that an algorithm's output is checked within the
+validation budgets (``kinds.sandbox``), the default checks in-process.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ class OutputTooLargeError(Exception):
 Reader = Callable[[str, int], "bytes | os.PathLike[str] | str | None"]
 #: ``list_dir(relative_dir)`` -> relative paths of the files below it.
 Lister = Callable[[str], Sequence[str]]
+#: ``validate(kind, value, schema=...)`` raises ``kinds.ValueValidationError`` for an invalid value.
+ValueValidator = Callable[..., None]
+
+
+def _validate_in_process(kind: kinds.Kind, value: Any, *, schema: Any = None) -> None:
+    kinds.validate_value(kind, value, schema=schema)
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ def parse_outputs(
     read: Reader,
     list_dir: Lister | None = None,
     limits: OutputLimits = OutputLimits(),
+    validate: ValueValidator = _validate_in_process,
 ) -> ParsedOutputs:
     """Validate every declared output; all must pass or none is kept.
 
@@ -161,7 +170,7 @@ def parse_outputs(
     detail: dict[str, str] = {}
     for spec in specs:
         try:
-            outputs.append(_parse_one(spec, files, read, list_dir, limits))
+            outputs.append(_parse_one(spec, files, read, list_dir, limits, validate))
         except _Failure as failure:
             first = first or failure.message
             detail[spec.interface] = failure.detail
@@ -173,10 +182,10 @@ def parse_outputs(
 
 
 def _parse_one(spec: OutputSpec, files: Mapping[str, ProducedFile], read: Reader, list_dir: Lister | None,
-               limits: OutputLimits) -> dict[str, Any]:
+               limits: OutputLimits, validate: ValueValidator = _validate_in_process) -> dict[str, Any]:
     kind = kinds.resolve_kind(spec.kind)
     if kind.is_json:
-        return _json_output(spec, kind, files, read, limits)
+        return _json_output(spec, kind, files, read, limits, validate)
     if kind.is_image:
         return _image_output(spec, kind, files, read, list_dir, limits)
     return _file_output(spec, kind, files, read, limits)
@@ -232,7 +241,7 @@ def _message(err: Exception) -> tuple[str, str]:
 
 
 def _json_output(spec: OutputSpec, kind: kinds.Kind, files: Mapping[str, ProducedFile], read: Reader,
-                 limits: OutputLimits) -> dict[str, Any]:
+                 limits: OutputLimits, validate: ValueValidator = _validate_in_process) -> dict[str, Any]:
     rp = spec.relative_path
     in_status = kinds.super_kind(kind, spec.store_in_database) is kinds.SuperKind.VALUE
     limit = limits.max_value_bytes if in_status else limits.max_json_file_bytes
@@ -245,7 +254,7 @@ def _json_output(spec: OutputSpec, kind: kinds.Kind, files: Mapping[str, Produce
     except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _Failure(MSG_NOT_JSON.format(rp=rp), f"{rp!r} cannot be decoded as JSON: {err}") from None
     try:
-        kinds.validate_value(kind, value, schema=spec.schema)
+        validate(kind, value, schema=spec.schema)
     except kinds.ValueValidationError as err:
         message, detail = _message(err)
         raise _Failure(

@@ -91,6 +91,20 @@ def inputs_json(job: Mapping[str, Any], interfaces: Mapping[str, Mapping[str, An
     return [entry for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1]))]
 
 
+#: Bytes of JSON inputs one job's ConfigMap may hold (Kubernetes refuses ConfigMaps over 1 MiB;
+#: the rest is left for keys, metadata and inputs.json's framing).
+CONFIGMAP_DATA_LIMIT = 900 * 1024
+
+
+class InputsTooLargeError(ValueError):
+    """The job's JSON inputs do not fit in its ConfigMap."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"spec.inputs: the JSON values take {size} bytes in the job's ConfigMap, over the limit of "
+                         f"{limit} bytes; pass large values as files (spec.inputs[].file) in object storage")
+        self.size, self.limit = size, limit
+
+
 def build_inputs_configmap(
     job: Mapping[str, Any], attempt: int, interfaces: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -105,6 +119,9 @@ def build_inputs_configmap(
         key = f"input-{index}.json"
         data[key] = json.dumps(item.get("value"))
         items.append({"key": key, "path": input_path(spec["relativePath"], prefixes.get(item["interface"]))})
+    size = sum(len(k) + len(v.encode()) for k, v in data.items())
+    if size > CONFIGMAP_DATA_LIMIT:
+        raise InputsTooLargeError(size, CONFIGMAP_DATA_LIMIT)
     configmap = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -181,13 +198,24 @@ def _wire_data_plane(pod_spec: dict[str, Any], container: dict[str, Any], job: M
     pod_spec["activeDeadlineSeconds"] = int(job["spec"].get("timeLimit", 3600)) + 300
 
 
-def _run_as(user: str | None, config: OperatorConfig) -> dict[str, int]:
-    """runAsUser/runAsGroup from the image's USER when numeric; a name cannot be verified non-root."""
-    uid, _, gid = (user or "").partition(":")
-    ids: dict[str, int] = {}
-    ids["runAsUser"] = int(uid) if uid.isdigit() and int(uid) != 0 else config.default_run_as_user
-    if gid.isdigit():
-        ids["runAsGroup"] = int(gid)
+def _run_as(image_status: Mapping[str, Any], config: OperatorConfig) -> dict[str, int]:
+    """runAsUser/runAsGroup as the image inspection resolved them (status.runAsUser/runAsGroup:
+    USER's numbers, or a name's ids from the image's /etc/passwd and /etc/group).
+
+    Images inspected before those fields existed have only status.user: a numeric USER is used
+    as it is, a name falls back to ``config.default_run_as_user`` (such images are re-inspected
+    on the operator's next start, see planning.images.needs_inspection).
+    """
+    uid, gid = image_status.get("runAsUser"), image_status.get("runAsGroup")
+    if isinstance(uid, int) and not isinstance(uid, bool) and uid > 0:
+        ids = {"runAsUser": uid}
+        if isinstance(gid, int) and not isinstance(gid, bool) and gid >= 0:
+            ids["runAsGroup"] = gid
+        return ids
+    user, _, group = str(image_status.get("user") or "").partition(":")
+    ids = {"runAsUser": int(user) if user.isascii() and user.isdigit() and int(user) != 0 else config.default_run_as_user}
+    if group.isascii() and group.isdigit():
+        ids["runAsGroup"] = int(group)
     return ids
 
 
@@ -235,7 +263,7 @@ def build_pod(
         "activeDeadlineSeconds": int(spec.get("timeLimit", 3600)),
         "securityContext": {
             "runAsNonRoot": True,
-            **_run_as(image_status.get("user"), config),
+            **_run_as(image_status, config),
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],

@@ -1,0 +1,38 @@
+"""What the operator's handlers share, passed explicitly instead of living in module globals.
+
+kopf handlers take no custom arguments, so the one ``OperatorContext`` travels in kopf's memo
+(``memo.context``, as Twingate's operator keeps ``memo.settings``). It holds the run options,
+the configuration, the job reconciler (its queue, timers and failure counts), the object
+store client and the validation pool. ``OperatorContext.create`` builds one from options, so
+tests (and a second operator in the same process) get their own without touching globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import OperatorConfig
+
+if TYPE_CHECKING:
+    from .handlers.job import JobReconciler
+    from .runner import RunOptions
+
+
+@dataclass
+class OperatorContext:
+    options: "RunOptions"
+    config: OperatorConfig
+    reconciler: "JobReconciler"
+    #: ``adapters.s3.ObjectStore`` when the data plane is on (created at start-up).
+    store: Any = None
+    #: ``kinds.sandbox.ValidationPool`` (started at start-up, closed at clean-up).
+    validation: Any = None
+    #: Names of kopf's watcher tasks seen running (the liveness probe notices one that stopped).
+    watchers_seen: set[str] = field(default_factory=set)
+
+    @classmethod
+    def create(cls, options: "RunOptions") -> "OperatorContext":
+        from .handlers.job import JobReconciler
+
+        return cls(options=options, config=options.config, reconciler=JobReconciler())
