@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import secrets
+import sys
 from dataclasses import dataclass, field
 
 from .config import OperatorConfig, load_config
@@ -17,6 +18,14 @@ from .config import OperatorConfig, load_config
 #: kopf's peering lifetime: how long a replica that died without saying goodbye (SIGKILL, a
 #: lost node) keeps the others paused. kopf refreshes its record 5-10 s before it expires.
 PEERING_LIFETIME_SECONDS = 20
+
+#: The API server admits JSON nested up to 10,000 levels (the limit of Go's encoding/json), but
+#: Python's json decoder stops at the interpreter's recursion limit (1,000 by default): a watch
+#: event kopf cannot decode kills its watch stream for every object of that kind, so one user's
+#: deeply nested value stopped all ComponentJobs. The operator raises the limit so that whatever
+#: the API server admits can be decoded; its own depth rule (kinds.limits) then refuses it.
+API_SERVER_MAX_NESTING = 10_000
+RECURSION_LIMIT = 3 * API_SERVER_MAX_NESTING
 
 
 @dataclass
@@ -60,6 +69,7 @@ def run_operator(options: RunOptions) -> int:
 
     from .context import OperatorContext
 
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     if options.webhook_namespace is None:
         options.webhook_namespace = os.environ.get("POD_NAMESPACE") or "default"
     options.config = load_config(options.config_path)

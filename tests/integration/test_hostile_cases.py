@@ -127,3 +127,33 @@ def test_no_case_counted_an_unexpected_error(operator_process):
     unexpected = [line for line in text.splitlines()
                   if line.startswith("component_operator_reconcile_errors_total") and 'error="unexpected"' in line]
     assert all(line.rstrip().endswith(" 0.0") for line in unexpected), unexpected
+
+
+def test_value_nested_deeper_than_python_parses_by_default_keeps_the_watch_alive(custom, testenv, ns, operator_process):
+    # The API server admits JSON nested up to 10,000 levels; Python's json stops at 1,000 by
+    # default, and a watch event kopf cannot decode stopped its stream for every ComponentJob.
+    import json
+
+    name = f"deep-{ns}"[:60]
+    body = make_job("deep", inputs=[{"interface": name, "value": "DEEP"}])
+    body["metadata"]["namespace"] = ns
+    text = json.dumps(body).replace('"DEEP"', "[" * 5000 + "0" + "]" * 5000)  # written by hand: json.dumps would recurse
+    try:
+        testenv.kubectl("create", "-f", "-", input=text)
+        ensure_interfaces(custom, {name: {"kind": "Anything", "relativePath": f"{name}.json",
+                                          "schema": {"type": "array"}}})
+        create(custom, ns, make_job("after-deep"))
+        assert wait_phase(custom, ns, "after-deep", "Succeeded", timeout=60)["reason"] == "Succeeded"
+        done = wait_until(lambda: _phase_reason(testenv, ns, "deep"), timeout=60, message="job deep terminal")
+        assert done == ("Cancelled", "InvalidSpec")
+        message = testenv.kubectl("get", "componentjob", "deep", "-n", ns, "-o", "jsonpath={.status.errorMessage}").stdout
+        assert "spec.inputs[0].value" in message and "more than the limit of 64 levels" in message
+    finally:
+        _delete_iface(custom, name)
+
+
+def _phase_reason(testenv, ns: str, name: str):
+    out = testenv.kubectl("get", "componentjob", name, "-n", ns, "-o",
+                          "jsonpath={.status.phase},{.status.reason}", check=False).stdout.strip()
+    phase, _, reason = out.partition(",")
+    return (phase, reason) if phase in ("Cancelled", "Failed", "Succeeded") else None

@@ -104,6 +104,15 @@ def namespace(core) -> str:
     core.delete_namespace(name)
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when pytest dies (even by SIGKILL), so no orphaned operator keeps
+    reconciling (and fighting the next test run's operator over the same jobs)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class OperatorProcess:
     """The operator as a separate local process (`component-operator run`), as users run it."""
 
@@ -124,6 +133,7 @@ class OperatorProcess:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -303,3 +303,19 @@ def test_json_inputs_too_large_for_the_configmap_fail_with_the_sizes():
     d = observe(queued, interfaces=interfaces)
     assert d.status["phase"] == "Failed" and d.status["reason"] == "InputsTooLarge"
     assert "over the limit of" in d.status["errorMessage"] and not d.create
+
+
+def test_values_nested_past_the_limit_are_refused_before_any_recursive_walk():
+    import sys
+
+    deep: object = 0
+    for _ in range(3000):
+        deep = [deep]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20000))  # the operator runs with a raised limit (runner.RECURSION_LIMIT)
+    try:
+        d = observe(job(inputs=[{"interface": "bbox", "value": deep}]))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert d.status["phase"] == "Cancelled" and d.status["reason"] == "InvalidSpec"
+    assert "spec.inputs[0].value: the value is nested 3000 levels deep" in d.status["errorMessage"]

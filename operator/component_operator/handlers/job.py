@@ -271,7 +271,14 @@ async def end_job(ctx: OperatorContext, namespace: str, name: str, *, reason: st
     status = job.get("status") if isinstance(job.get("status"), dict) else {}
     observation = Observation(job={**job, "status": status}, image=None, interfaces={}, pod=None,
                               now=datetime.now(timezone.utc), config=ctx.config)
-    await _apply(job, status, fail(observation, reason, message, detail))
+    try:
+        decision = fail(observation, reason, message, detail)
+    except Exception:  # noqa: BLE001 - even the pure decision failed: write the bare terminal state
+        log.exception("job %s/%s: building the %s state failed; writing a minimal one", namespace, name, reason)
+        now = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        decision = Decision(status={**status, "phase": Phase.FAILED.value, "reason": reason,
+                                    "errorMessage": message[:1024], "completedAt": now})
+    await _apply(job, status, decision)
 
 
 async def _mark_interfaces_in_use(observation: Observation) -> None:

@@ -40,6 +40,7 @@ from .. import kinds
 from ..api.job import ComponentJobSpec, ComponentJobStatus, Phase
 from ..config import OperatorConfig
 from ..errors import INTERNAL_ERROR
+from ..kinds.limits import depth_message, too_deep
 from . import cost, dataplane, logs, names
 from .conditions import get_condition, is_true, set_condition
 from .inputs import InputProblem, check_inputs
@@ -82,6 +83,11 @@ class SpecError(ValueError):
 
 def parse_spec(spec: Any) -> ComponentJobSpec:
     """The one parse of a job's spec (raises ``SpecError`` naming each bad field)."""
+    # Free-form values are measured first, without recursion: anything deeper than the limit
+    # would make pydantic's (and json's) recursive walks fail on what the API server admitted.
+    deep = _too_deep_values(spec)
+    if deep:
+        raise SpecError(deep)
     try:
         return ComponentJobSpec.model_validate(spec if spec is not None else {})
     except ValidationError as err:
@@ -92,6 +98,18 @@ def parse_spec(spec: Any) -> ComponentJobSpec:
             value = value if len(value) <= 80 else value[:77] + "..."
             messages.append(f"{where}: {problem['msg']} (got {value})")
         raise SpecError(messages) from None
+
+
+def _too_deep_values(spec: Any) -> list[str]:
+    if not isinstance(spec, dict) or not isinstance(spec.get("inputs"), list):
+        return []
+    problems = []
+    for index, item in enumerate(spec["inputs"]):
+        if isinstance(item, dict) and "value" in item:
+            found = too_deep(item["value"])
+            if found is not None:
+                problems.append(f"spec.inputs[{index}].value: " + depth_message(found, "the value"))
+    return problems
 
 
 def spec_wire(spec: ComponentJobSpec) -> dict[str, Any]:
