@@ -205,6 +205,17 @@ async def _settle(reconciler, until):
     raise AssertionError("the reconciler did not settle")
 
 
+def _run_until_ended(reconcile) -> _Immediate:
+    async def run():
+        r = _Immediate(reconcile)
+        _context(r)
+        r.kick(("ns", "j1"))
+        await _settle(r, lambda: r.ended and not r.running)
+        return r
+
+    return asyncio.run(run())
+
+
 def test_unexpected_errors_end_internal_error_after_bounded_retries():
     calls = []
 
@@ -212,14 +223,7 @@ def test_unexpected_errors_end_internal_error_after_bounded_retries():
         calls.append(name)
         raise KeyError("interface")
 
-    async def run():
-        r = _Immediate(broken)
-        _context(r)
-        r.kick(("ns", "j1"))
-        await _settle(r, lambda: r.ended and not r.running)
-        return r
-
-    r = asyncio.run(run())
+    r = _run_until_ended(broken)
     assert len(calls) == errors.UNEXPECTED_RETRY_LIMIT
     assert r.ended == [("InternalError", "The operator could not process this job: KeyError: 'interface'")]
     assert r.delays == [1.0, 2.0, 4.0, 8.0] and not r.failures
@@ -229,14 +233,7 @@ def test_temporary_errors_back_off_exponentially_and_are_bounded_too():
     async def flaky(ctx, namespace, name):
         raise errors.TemporaryError("API 503: unavailable")
 
-    async def run():
-        r = _Immediate(flaky)
-        _context(r)
-        r.kick(("ns", "j1"))
-        await _settle(r, lambda: r.ended and not r.running)
-        return r
-
-    r = asyncio.run(run())
+    r = _run_until_ended(flaky)
     assert r.delays[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0] and max(r.delays) == errors.BACKOFF_MAX_SECONDS
     assert len(r.delays) == errors.TEMPORARY_RETRY_LIMIT
     assert r.ended[0][0] == "InternalError" and "API 503" in r.ended[0][1]
@@ -246,14 +243,7 @@ def test_permanent_error_ends_the_job_at_once_with_its_reason():
     async def refused(ctx, namespace, name):
         raise errors.RefusedError("create Pod j1-0: the API server refused it (422): spec.volumes[0]: Invalid", 422)
 
-    async def run():
-        r = _Immediate(refused)
-        _context(r)
-        r.kick(("ns", "j1"))
-        await _settle(r, lambda: r.ended and not r.running)
-        return r
-
-    r = asyncio.run(run())
+    r = _run_until_ended(refused)
     assert r.delays == [] and r.ended == [("RefusedByAPIServer", "create Pod j1-0: the API server refused it (422): spec.volumes[0]: Invalid")]
 
 
