@@ -21,6 +21,8 @@ from ..planning.conditions import get_condition, now_rfc3339, set_condition, sta
 
 RECHECK_SECONDS = float(os.environ.get("COMPONENT_OPERATOR_IMAGE_RECHECK_SECONDS", "300"))
 CA_FILE = os.environ.get("COMPONENT_OPERATOR_REGISTRY_CA_FILE") or None
+#: Tries of a registry that cannot be reached (2 s growing to 300 s between them: about an hour).
+REGISTRY_RETRY_LIMIT = 20
 
 
 @kopf.index(GROUP, VERSION, "componentimages")
@@ -88,6 +90,14 @@ async def _inspect(body, spec, status, meta, namespace, name, patch, index, *, r
         kind = "Normal" if after == images.COMPLETED else "Warning"
         kopf.event(body, type=kind, reason=reason, message=f"Import status {before} -> {after}: {desired['message']}")
     if retry is not None and isinstance(observation, images.RegistryFailure) and observation.transient and after == images.RE_QUEUED:
+        if retry + 1 >= REGISTRY_RETRY_LIMIT:  # never retried forever: give up with the last error
+            message = (f"Gave up after {REGISTRY_RETRY_LIMIT} tries over about an hour: {observation.message} "
+                       "(edit the ComponentImage to try again)")
+            conditions = set_condition(desired.get("conditions"), "Ready", False, "RegistryUnreachable", message,
+                                       generation=meta.get("generation"))
+            patch.status.update({"importStatus": images.FAILED, "message": message[:1024], "conditions": conditions})
+            kopf.event(body, type="Warning", reason="RegistryUnreachable", message=message[:1024])
+            return
         raise kopf.TemporaryError(observation.message, delay=images.retry_delay(retry))
 
 

@@ -163,8 +163,10 @@ class ValidationPool:
         await self.close()
 
     def _ensure_started(self) -> None:
-        if self._closed:
-            raise RuntimeError("the validation pool is closed")
+        if self._closed:  # the operator is stopping: the object is looked at again by the next one
+            from ..errors import TemporaryError
+
+            raise TemporaryError("the validation pool is closed (the operator is stopping)")
         if self._pool is None:
             import pebble
 
