@@ -58,6 +58,8 @@ class JobReconciler:
         self.images: kopf.Index | None = None
         self.context: OperatorContext | None = None
         self.started: dict[tuple[str, str], float] = {}
+        #: The ComponentImage each live job runs: an image's events wake only its own jobs.
+        self.image_of: dict[tuple[str, str], str] = {}
 
     def kick(self, key: tuple[str, str]) -> None:
         if key in self.running:
@@ -81,6 +83,7 @@ class JobReconciler:
 
     def forget(self, key: tuple[str, str]) -> None:
         self.failures.pop(key, None)
+        self.image_of.pop(key, None)
         handle = self.timers.pop(key, None)
         if handle is not None:
             handle.cancel()
@@ -239,6 +242,8 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
         input_problems=input_problems,
     )
     decision = decide(observation)
+    if spec is not None and decision.status.get("phase") not in TERMINAL:
+        reconciler.image_of[(namespace, name)] = spec.image
     uid = job["metadata"]["uid"]
     if any(obj["kind"] == "Pod" for obj in decision.create):
         await _mark_interfaces_in_use(observation)
@@ -362,9 +367,12 @@ async def pod_event(namespace, body, memo, component_interfaces, component_image
 
 
 @kopf.on.event(GROUP, VERSION, "componentimages")
-async def image_event(namespace, name, memo, component_interfaces, component_images, **_):
-    """An image becoming Ready releases the jobs waiting for it."""
+async def image_event(namespace, name, status, memo, component_interfaces, component_images, **_):
+    """An image that finished its inspection (Ready, or failed for good) releases the jobs
+    waiting for it; only those: an image that keeps failing must not wake a whole namespace."""
     reconciler = _reconciler(memo, component_interfaces, component_images)
-    for key in list(reconciler.timers):
-        if key[0] == namespace:
+    if not isinstance(status, dict) or status.get("importStatus") not in ("Completed", "Failed", "Cancelled"):
+        return
+    for key in [k for k, image in reconciler.image_of.items() if k[0] == namespace and image == name]:
+        if key in reconciler.timers:
             reconciler.kick(key)

@@ -64,6 +64,7 @@ FATAL_WAITING_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverP
 PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "ErrImagePull"}
 
 WAIT_POLL_SECONDS = 5.0
+IMAGE_WAIT_POLL_SECONDS = 30.0
 #: The whole status is kept below this many bytes of JSON (etcd refuses objects over 1.5 MiB;
 #: the spec, metadata and kopf's bookkeeping need the rest). Logs are trimmed first; a status
 #: that is still too large (inline outputs) fails the job with reason StatusTooLarge.
@@ -356,7 +357,9 @@ def _start_attempt(b: _Builder) -> Decision:
         b.condition("ImageReady", False, "ImageNotFound" if image is None else "ImageNotReady", f"ComponentImage {name!r}: {why}")
         if failed or waited_too_long:
             return b.finish(Phase.FAILED, "ImageNotReady", MSG_IMAGE_NOT_READY.format(name=name), {name: why})
-        return b.wait()
+        # The image's own events wake this job; the poll only bounds the scheduling timeout.
+        left = b.typed.scheduling_timeout_seconds - b.seconds_since(b.status["createdAt"])
+        return b.wait(min(IMAGE_WAIT_POLL_SECONDS, max(left + 0.5, 1.0)))
     b.condition("ImageReady", True, "Ready", f"running {image_status.get('pinnedImage')}")
     if obs.config.object_storage is not None:
         try:
