@@ -28,6 +28,7 @@ class OperatorContext:
     store: Any = None
     #: ``kinds.sandbox.ValidationPool`` (started at start-up, closed at clean-up).
     validation: Any = None
+    metrics_serving: bool = False
     #: Names of kopf's watcher tasks seen running (the liveness probe notices one that stopped).
     watchers_seen: set[str] = field(default_factory=set)
 

@@ -41,7 +41,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
         await kube.ensure_peering(options.peering, options.namespaces)
         logger.info("peering %r with priority %d: the highest priority replica works, others pause",
                     options.peering, options.priority)
-    metrics.serve(options.metrics_port, options.metrics_addr)
+    if not ctx.metrics_serving:  # kopf retries a failed start-up: the port is bound once
+        metrics.serve(options.metrics_port, options.metrics_addr)
+        ctx.metrics_serving = True
     if ctx.config.object_storage is not None:
         from . import results
 
@@ -51,8 +53,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
         logger.info("data plane on: results in s3://%s", bucket)
     from ..kinds.sandbox import ValidationPool
 
-    ctx.validation = ValidationPool.from_config(ctx.config)
-    await ctx.validation.start()
+    if ctx.validation is None:
+        pool = ValidationPool.from_config(ctx.config)
+        await pool.start()
+        ctx.validation = pool
     if options.webhook == "local":
         # A control plane on this host calls the webhook on loopback; the certificate comes from
         # the project's own PKI (kopf's self-signing needs oscrypto, which fails on OpenSSL 3).
