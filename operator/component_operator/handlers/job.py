@@ -94,6 +94,17 @@ class JobReconciler:
         self.failures[key] = (kind, count)
         return count
 
+    async def outside_slot(self, awaitable):
+        """Await ``awaitable`` without holding a reconcile slot (the bounded validation pool
+        queues its own work): jobs with slow, hostile values must not starve everyone else."""
+        if self._sem is None:
+            return await awaitable
+        self._sem.release()
+        try:
+            return await awaitable
+        finally:
+            await self._sem.acquire()
+
     def oldest_reconcile_seconds(self) -> float:
         """How long the longest-running reconcile has been running (0 when none is)."""
         if not self.started:
@@ -225,8 +236,8 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
     input_problems = None
     if spec is not None and status.get("phase") in (None, Phase.VALIDATING_INPUTS.value) and ctx.validation is not None:
         # CPU-heavy (custom schemas, hostile patterns): in the bounded pool, off the event loop.
-        input_problems = await ctx.validation.check_inputs(
-            spec.model_dump(by_alias=True, mode="json"), interfaces, require_known=True)
+        input_problems = await reconciler.outside_slot(ctx.validation.check_inputs(
+            spec.model_dump(by_alias=True, mode="json"), interfaces, require_known=True))
     observation = Observation(
         job=job,
         image=reconciler.lookup_image(namespace, spec.image) if spec is not None else None,
