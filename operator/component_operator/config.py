@@ -146,6 +146,10 @@ class OperatorConfig(BaseModel):
     max_output_bytes: int = 1024 * 1024 * 1024
     max_inline_output_bytes: int = 1024 * 1024
     """JSON outputs stored in status are limited (the object is limited to ~1.5 MiB)."""
+    digest_max_bytes: int = Field(8 * 1024**3, ge=0)
+    """Largest object the operator hashes to compute an inputs digest when the spec gives no
+    sha256 (bytes; default 8 GiB); a larger one leaves the job without a digest and makes a batch
+    item invalid (give its sha256)."""
     resync_seconds: float = 15.0
     """Every non-terminal job is reconciled at least this often (timeouts, missed events)."""
     validation_seconds: float = Field(5.0, gt=0)

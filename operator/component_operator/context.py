@@ -28,6 +28,10 @@ class OperatorContext:
     store: Any = None
     #: ``kinds.sandbox.ValidationPool`` (started at start-up, closed at clean-up).
     validation: Any = None
+    #: ``adapters.content_hashes.ContentHashes``: SHA-256 of objects given without one (data plane on).
+    content_hashes: Any = None
+    #: The ComponentBatch work queue (same machinery as the jobs', its own slots and counters).
+    batches: Any = None
     metrics_serving: bool = False
     #: Names of kopf's watcher tasks seen running (the liveness probe notices one that stopped).
     watchers_seen: set[str] = field(default_factory=set)

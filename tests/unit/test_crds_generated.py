@@ -55,7 +55,8 @@ def test_crd_names_and_categories():
         assert crd["spec"]["names"]["categories"] == ["components"]
         assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
     scopes = {r.kind: r.scope for r in crdgen.RESOURCES}
-    assert scopes == {"ComponentInterface": "Cluster", "ComponentImage": "Namespaced", "ComponentJob": "Namespaced"}
+    assert scopes == {"ComponentInterface": "Cluster", "ComponentImage": "Namespaced", "ComponentJob": "Namespaced",
+                      "ComponentBatch": "Namespaced"}
 
 
 def _spec_schema(kind):

@@ -130,6 +130,40 @@ async def patch_status(namespace: str, plural: str, name: str, status: dict[str,
         raise
 
 
+#: The field manager of the only metadata the operator writes on a user's object (a label).
+FIELD_MANAGER = "component-operator"
+
+
+async def patch_labels(namespace: str, plural: str, name: str, labels: dict[str, str]) -> bool:
+    """Merge-patch labels onto an object under the operator's field manager; False when it is gone."""
+    objects = client.CustomObjectsApi(api())
+    try:
+        await _run(objects.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name,
+                   {"metadata": {"labels": labels}}, field_manager=FIELD_MANAGER)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
+async def create_custom(namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Create a custom object; None when one of that name exists already (409: the caller decides
+    whether it is the one it meant to create)."""
+    objects = client.CustomObjectsApi(api())
+    try:
+        return _raw(await _run(objects.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body,
+                               field_manager=FIELD_MANAGER, _preload_content=False))
+    except TemporaryError as err:
+        if isinstance(err.__cause__, ApiException) and err.__cause__.status == 409:
+            return None
+        raise
+    except ApiException as err:
+        if err.status == 404:  # the namespace is gone
+            raise RefusedError(f"create {plural} {body['metadata'].get('name')}: {api_message(err)}", 404) from err
+        raise
+
+
 async def patch_cluster_status(plural: str, name: str, status: dict[str, Any]) -> None:
     objects = client.CustomObjectsApi(api())
     try:

@@ -19,6 +19,7 @@ import yaml
 
 from .. import GROUP, VERSION
 from .base import Model
+from .batch import ComponentBatchSpec, ComponentBatchStatus
 from .image import ComponentImageSpec, ComponentImageStatus
 from .interface import ComponentInterfaceSpec, ComponentInterfaceStatus
 from .job import ComponentJobSpec, ComponentJobStatus
@@ -107,6 +108,30 @@ RESOURCES: list[ResourceDefinition] = [
             {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt", "priority": 1},
             {"name": "Duration", "type": "string", "jsonPath": ".status.execDuration"},
             {"name": "Error", "type": "string", "jsonPath": ".status.errorMessage", "priority": 1},
+            _AGE,
+        ],
+    ),
+    ResourceDefinition(
+        kind="ComponentBatch",
+        plural="componentbatches",
+        singular="componentbatch",
+        short_names=["cbatch"],
+        scope="Namespaced",
+        spec_model=ComponentBatchSpec,
+        status_model=ComponentBatchStatus,
+        description="One ComponentImage run over a dataset, skipping the items that already ran (django-analyses' QuerySetRunner).",
+        printer_columns=[
+            {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+            {"name": "Total", "type": "integer", "jsonPath": ".status.counts.total"},
+            {"name": "Existing", "type": "integer", "jsonPath": ".status.counts.existing"},
+            {"name": "Running", "type": "integer", "jsonPath": ".status.counts.running"},
+            {"name": "Succeeded", "type": "integer", "jsonPath": ".status.counts.succeeded"},
+            {"name": "Failed", "type": "integer", "jsonPath": ".status.counts.failed"},
+            {"name": "Invalid", "type": "integer", "jsonPath": ".status.counts.invalid"},
+            {"name": "Complete", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Complete")].status'},
+            {"name": "Pending", "type": "integer", "jsonPath": ".status.counts.pending", "priority": 1},
+            {"name": "Deferred", "type": "integer", "jsonPath": ".status.counts.deferred", "priority": 1},
             _AGE,
         ],
     ),

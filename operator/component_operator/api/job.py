@@ -108,21 +108,11 @@ class JobOutput(StatusModel):
     image: ArtifactRef | None = None
 
 
-class ComponentJobSpec(Model):
-    """Desired state of a ComponentJob."""
+class JobSettings(Model):
+    """How each run goes: shared by a ComponentJob and a ComponentBatch (whose jobs get them).
 
-    image: str = Field(min_length=1, max_length=253)
-    """Name of the ComponentImage (same namespace) to run; it must be Ready."""
-    inputs: list[JobInput] = Field(
-        default_factory=list,
-        max_length=256,
-        json_schema_extra=validations(
-            cel("self.all(i, self.exists_one(j, j.interface == i.interface))", "each interface may be given only once")
-        ),
-    )
-    """Input values, one per input interface."""
-    outputs: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(default_factory=list, max_length=256)
-    """Names of the ComponentInterfaces the algorithm must produce."""
+    Immutable (CEL transition rules) where grand-challenge's save() makes them so."""
+
     input_prefixes: dict[str, Annotated[str, Field(max_length=SAFE_RELATIVE_DIR_MAX, pattern=SAFE_RELATIVE_DIR)]] = Field(
         default_factory=dict, max_length=256)
     """Per input interface, a directory prefix: the value lands at /input/<prefix>/<relativePath>.
@@ -147,12 +137,29 @@ class ComponentJobSpec(Model):
     """Model tarball (.tar.gz) extracted into /opt/ml/model."""
     ground_truth: ObjectSource | None = None
     """Ground-truth tarball (.tar.gz) extracted into /opt/ml/input/data/ground_truth."""
-    cancel: bool = False
-    """Set to true to stop the job; it ends Cancelled."""
     max_attempts: int = Field(default=3, ge=1, le=99)
     """Attempts allowed when the platform loses the pod (deleted, evicted, node lost); never for the algorithm's own failures."""
     scheduling_timeout_seconds: int = Field(default=600, ge=10, le=86400)
     """How long the pod may stay unschedulable before the job fails."""
+
+
+class ComponentJobSpec(JobSettings):
+    """Desired state of a ComponentJob."""
+
+    image: str = Field(min_length=1, max_length=253)
+    """Name of the ComponentImage (same namespace) to run; it must be Ready."""
+    inputs: list[JobInput] = Field(
+        default_factory=list,
+        max_length=256,
+        json_schema_extra=validations(
+            cel("self.all(i, self.exists_one(j, j.interface == i.interface))", "each interface may be given only once")
+        ),
+    )
+    """Input values, one per input interface."""
+    outputs: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(default_factory=list, max_length=256)
+    """Names of the ComponentInterfaces the algorithm must produce."""
+    cancel: bool = False
+    """Set to true to stop the job; it ends Cancelled."""
 
 
 class ComponentJobStatus(StatusModel):
@@ -193,4 +200,8 @@ class ComponentJobStatus(StatusModel):
     """Validated outputs: JSON values inline, files and images as references."""
     signing_key_secret: str | None = None
     """Name of the Secret holding this job's result signing key."""
+    inputs_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 over the image's pinned digest, the canonical inputs (values by content, files and
+    images by their SHA-256), the model and the ground truth: the "same run" identity batches skip
+    by. Its first 63 hex digits are the label components.grand-challenge.org/inputs-digest."""
     observed_generation: int | None = None

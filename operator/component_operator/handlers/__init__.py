@@ -4,4 +4,4 @@ The admission webhook handlers (``handlers.admission``) are registered only when
 server is configured: kopf refuses to run admission handlers without one.
 """
 
-from . import health, image, interface, job, startup  # noqa: F401
+from . import batch, health, image, interface, job, startup  # noqa: F401

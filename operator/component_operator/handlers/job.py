@@ -25,7 +25,7 @@ from ..api.job import Phase
 from ..context import OperatorContext
 from ..errors import (INTERNAL_ERROR, TEMPORARY_RETRY_LIMIT, UNEXPECTED_RETRY_LIMIT, PermanentError, TemporaryError,
                       backoff, describe)
-from ..planning import names
+from ..planning import identity, names
 from ..planning.conditions import status_changes
 from ..planning.jobs import Decision, Observation, PodLogs, SpecError, decide, fail, parse_spec, parse_time
 from ..agent.logs import split_user_logs
@@ -44,7 +44,7 @@ class JobReconciler:
     emptied when the job ends or disappears, so memory follows the number of live jobs.
     """
 
-    def __init__(self, concurrency: int = 32, reconcile=None, end=None) -> None:
+    def __init__(self, concurrency: int = 32, reconcile=None, end=None, kind: str = "componentjob") -> None:
         #: The gather-decide-act step and the last-resort terminal write (injectable for tests).
         self.reconcile = reconcile or reconcile_job
         self.end = end or end_job
@@ -53,6 +53,8 @@ class JobReconciler:
         self.timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self.failures: dict[tuple[str, str], tuple[str, int]] = {}
         self.concurrency = concurrency
+        #: The resource it reconciles, for metrics and logs (the batch queue reuses this class).
+        self.kind = kind
         self._sem: asyncio.Semaphore | None = None
         self.interfaces: kopf.Index | None = None
         self.images: kopf.Index | None = None
@@ -128,7 +130,7 @@ class JobReconciler:
                             self.started.pop(key, None)
                     self.failures.pop(key, None)
                 except TemporaryError as err:
-                    metrics.RECONCILE_ERRORS.labels("componentjob", "temporary").inc()
+                    metrics.RECONCILE_ERRORS.labels(self.kind, "temporary").inc()
                     count = self._count(key, "temporary")
                     if count > TEMPORARY_RETRY_LIMIT:
                         requeue = await self._give_up(key, f"{TEMPORARY_RETRY_LIMIT} retries of a temporary error: {err}")
@@ -137,11 +139,11 @@ class JobReconciler:
                         log.info("job %s/%s: temporary error (try %d of %d, next in %.0f s): %s",
                                  *key, count, TEMPORARY_RETRY_LIMIT, requeue, err)
                 except PermanentError as err:
-                    metrics.RECONCILE_ERRORS.labels("componentjob", "permanent").inc()
+                    metrics.RECONCILE_ERRORS.labels(self.kind, "permanent").inc()
                     log.info("job %s/%s: %s: %s", *key, err.reason, err)
                     requeue = await self._end(key, err.reason, err.message, err.detail)
                 except Exception as err:  # noqa: BLE001 - unexpected: bounded retries, then InternalError
-                    metrics.RECONCILE_ERRORS.labels("componentjob", "unexpected").inc()
+                    metrics.RECONCILE_ERRORS.labels(self.kind, "unexpected").inc()
                     count = self._count(key, "unexpected")
                     log.exception("job %s/%s: unexpected error while reconciling (try %d of %d)",
                                   *key, count, UNEXPECTED_RETRY_LIMIT)
@@ -150,7 +152,7 @@ class JobReconciler:
                     else:
                         requeue = backoff(count)
                 finally:
-                    metrics.RECONCILE_DURATION.labels("componentjob").observe(time.monotonic() - started)
+                    metrics.RECONCILE_DURATION.labels(self.kind).observe(time.monotonic() - started)
                 if key in self.dirty:
                     continue
                 if requeue is not None:
@@ -238,6 +240,12 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
         # CPU-heavy (custom schemas, hostile patterns): in the bounded pool, off the event loop.
         input_problems = await reconciler.outside_slot(ctx.validation.check_inputs(
             spec.model_dump(by_alias=True, mode="json"), interfaces, require_known=True))
+    sha256_of: dict[str, str] = {}
+    if (spec is not None and ctx.content_hashes is not None and not status.get("inputsDigest")
+            and status.get("phase") in (None, Phase.VALIDATING_INPUTS.value, Phase.QUEUED.value, Phase.RE_QUEUED.value)):
+        unknown = identity.sources_without_sha256(identity.job_identity(spec, ""))
+        if unknown:  # the identity names files by content: hash the ones given only by URI (bounded, cached)
+            sha256_of, _ = await reconciler.outside_slot(ctx.content_hashes.sha256_of_uris(unknown))
     observation = Observation(
         job=job,
         image=reconciler.lookup_image(namespace, spec.image) if spec is not None else None,
@@ -251,6 +259,7 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
         presign=results.presign_context(config, ctx.store) if config.object_storage is not None else None,
         spec=spec,
         input_problems=input_problems,
+        sha256_of=sha256_of,
     )
     decision = decide(observation)
     if spec is not None and decision.status.get("phase") not in TERMINAL:
@@ -265,6 +274,8 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
 
 async def _apply(job: dict, status: dict, decision: Decision) -> float | None:
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    if decision.labels and not await kube.patch_labels(namespace, "componentjobs", name, decision.labels):
+        return None  # deleted meanwhile
     for pod_name in decision.delete_pods:
         await kube.delete_pod(namespace, pod_name)
     changes = status_changes(status, decision.status)
@@ -346,7 +357,7 @@ def component_images(namespace, name, body, **_):
     return {(namespace, name): _index_copy(body)}
 
 
-def _reconciler(memo: kopf.Memo, component_interfaces, component_images) -> JobReconciler:
+def attach_indexes(memo: kopf.Memo, component_interfaces, component_images) -> JobReconciler:
     ctx: OperatorContext = memo.context
     reconciler = ctx.reconciler
     reconciler.context = ctx
@@ -356,7 +367,7 @@ def _reconciler(memo: kopf.Memo, component_interfaces, component_images) -> JobR
 
 @kopf.on.event(GROUP, VERSION, "componentjobs")
 async def job_event(event, namespace, name, body, memo, component_interfaces, component_images, **_):
-    reconciler = _reconciler(memo, component_interfaces, component_images)
+    reconciler = attach_indexes(memo, component_interfaces, component_images)
     if event.get("type") == "DELETED":
         metrics.PHASES.observe((namespace, name), None)
         reconciler.forget((namespace, name))
@@ -371,7 +382,7 @@ async def job_event(event, namespace, name, body, memo, component_interfaces, co
 
 @kopf.on.event("", "v1", "pods", labels={names.JOB_UID_LABEL: kopf.PRESENT})
 async def pod_event(namespace, body, memo, component_interfaces, component_images, **_):
-    reconciler = _reconciler(memo, component_interfaces, component_images)
+    reconciler = attach_indexes(memo, component_interfaces, component_images)
     for ref in body["metadata"].get("ownerReferences") or []:
         if ref.get("kind") == "ComponentJob" and ref.get("controller") and isinstance(ref.get("name"), str):
             reconciler.kick((namespace, ref["name"]))
@@ -381,7 +392,7 @@ async def pod_event(namespace, body, memo, component_interfaces, component_image
 async def image_event(namespace, name, status, memo, component_interfaces, component_images, **_):
     """An image that finished its inspection (Ready, or failed for good) releases the jobs
     waiting for it; only those: an image that keeps failing must not wake a whole namespace."""
-    reconciler = _reconciler(memo, component_interfaces, component_images)
+    reconciler = attach_indexes(memo, component_interfaces, component_images)
     if not isinstance(status, dict) or status.get("importStatus") not in ("Completed", "Failed", "Cancelled"):
         return
     for key in [k for k, image in reconciler.image_of.items() if k[0] == namespace and image == name]:

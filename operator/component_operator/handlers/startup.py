@@ -21,8 +21,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     options = ctx.options
     ctx.reconciler.context = ctx
     # kopf's bookkeeping (handler progress, the last handled spec) lives in status.kopf: the
-    # operator never writes labels, annotations or spec of a user's object, so GitOps tools see
-    # exactly what they applied.
+    # operator never writes annotations or spec of a user's object, and of its labels only the
+    # inputs-digest label under its own field manager, so GitOps tools see what they applied.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.lastHandledConfiguration")
     # One event per handler run is noise at scale; our own transition events are posted explicitly.
@@ -50,6 +50,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
         bucket = ctx.config.object_storage.bucket
         ctx.store = results.make_store(ctx.config)
         await asyncio.to_thread(ctx.store.ensure_bucket, bucket)
+        from ..adapters.content_hashes import ContentHashes
+
+        ctx.content_hashes = ContentHashes(ctx.store, ctx.config.digest_max_bytes)
         logger.info("data plane on: results in s3://%s", bucket)
     from ..kinds.sandbox import ValidationPool
 

@@ -41,7 +41,7 @@ from ..api.job import ComponentJobSpec, ComponentJobStatus, Phase
 from ..config import OperatorConfig
 from ..errors import INTERNAL_ERROR
 from ..kinds.limits import depth_message, too_deep
-from . import cost, dataplane, logs, names
+from . import cost, dataplane, identity, logs, names
 from .conditions import get_condition, is_true, set_condition
 from .inputs import InputProblem, check_inputs
 from .pods import InputsTooLargeError, build_inputs_configmap, build_pod
@@ -172,6 +172,8 @@ class Observation:
     spec: ComponentJobSpec | None = None
     #: Input problems found by the bounded validation pool; None: checked in-process.
     input_problems: list[InputProblem] | None = None
+    #: SHA-256 of input, model and ground-truth objects whose spec gives none (hashed by the handler).
+    sha256_of: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class Decision:
     delete_pods: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    #: Labels to set on the job itself (only the inputs-digest label).
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -361,6 +365,7 @@ def _start_attempt(b: _Builder) -> Decision:
         left = b.typed.scheduling_timeout_seconds - b.seconds_since(b.status["createdAt"])
         return b.wait(min(IMAGE_WAIT_POLL_SECONDS, max(left + 0.5, 1.0)))
     b.condition("ImageReady", True, "Ready", f"running {image_status.get('pinnedImage')}")
+    _record_identity(b, image_status)
     if obs.config.object_storage is not None:
         try:
             dataplane.program(image_status.get("entrypoint"), image_status.get("cmd"))
@@ -395,6 +400,19 @@ def _start_attempt(b: _Builder) -> Decision:
     b.condition("Scheduled", "Unknown", "Pending", f"pod {pod['metadata']['name']} created")
     b.move(Phase.PROVISIONING, "Provisioning", f"created pod {pod['metadata']['name']} (attempt {b.attempt})")
     return b.wait()
+
+
+def _record_identity(b: _Builder, image_status: Mapping[str, Any]) -> None:
+    """Record the run's inputs digest (status and label) once the pinned image is known."""
+    digest = b.status.get("inputsDigest")
+    if not digest and image_status.get("imageSha256"):
+        try:
+            digest = identity.inputs_digest(identity.job_identity(b.typed, image_status["imageSha256"]), b.obs.sha256_of)
+        except identity.UnknownContentError:
+            return  # an object without a known SHA-256 (no object storage to hash it): no identity
+        b.status["inputsDigest"] = digest
+    if digest and (b.meta.get("labels") or {}).get(identity.INPUTS_DIGEST_LABEL) != identity.label_value(digest):
+        b.decision.labels[identity.INPUTS_DIGEST_LABEL] = identity.label_value(digest)
 
 
 def _container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
