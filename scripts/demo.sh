@@ -93,7 +93,16 @@ kubectl get iface
 echo
 kubectl get cjob -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,REASON:.status.reason,GPU:.spec.requiresGPUType,NODE:.status.runtimeMetrics.instance.node,ERROR:.status.errorMessage'
 
-say "9. a real algorithm on the real node (containerd + kubelet), outputs from the job's status"
+say "9. a batch over a dataset (ComponentBatch): items that already ran are skipped"
+# Its first item is classify-lesion-1's input: that run exists, so 5 of the 6 items run.
+kubectl apply -f examples/batch.yaml
+kubectl wait --for=condition=Complete cbatch/classify-lesions --timeout=180s || true
+kubectl get cbatch classify-lesions -o wide
+.venv/bin/component-operator batch status classify-lesions -n default || true
+kubectl get events --field-selector involvedObject.kind=ComponentBatch,involvedObject.name=classify-lesions \
+  --sort-by=.metadata.creationTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message
+
+say "10. a real algorithm on the real node (containerd + kubelet), outputs from the job's status"
 if [[ $(head -n 1 "$TESTENV_NODE_STATE") != running ]]; then
   echo "the real node is not running on this machine:"; cat "$TESTENV_NODE_STATE"
 else

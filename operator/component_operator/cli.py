@@ -5,6 +5,7 @@ Subcommands:
   crds       print (or --write) the CustomResourceDefinitions generated from the models
   validate   offline checks of values and interface manifests (exit 0 valid, 1 invalid, 2 usage)
   agent      the data-plane agent inside job pods: prepare | run -- PROGRAM | version
+  batch      ComponentBatches: run -f FILE [--dry-run] [--wait] | status NAME | wait NAME
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def _cmd_validate(argv: list[str]) -> int:
     return validate_main(argv)
 
 
+def _cmd_batch(argv: list[str]) -> int:
+    from .batch.cli import main as batch_main
+
+    return batch_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="component-operator", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"component-operator {__version__}")
@@ -107,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("validate", help="validate a value or an interface manifest offline", add_help=False)
     sub.add_parser("agent", help="the data-plane agent (inside job pods)", add_help=False)
+    sub.add_parser("batch", help="start (or plan), inspect and follow ComponentBatches", add_help=False)
     return parser
 
 
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "validate":
         return _cmd_validate(argv[1:])
+    if argv and argv[0] == "batch":
+        return _cmd_batch(argv[1:])
     if argv and argv[0] == "agent":
         from .agent.main import main as agent_main
 

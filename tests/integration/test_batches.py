@@ -5,6 +5,7 @@ items, parallelism, maxItems and maxFailures, deletion (owned jobs go, older one
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -232,3 +233,24 @@ def test_suspended_batch_plans_without_running(custom, core, ns, operator_proces
     custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "componentbatches", "planned", {"spec": {"suspend": False}})
     status = wait_batch(custom, ns, "planned")
     assert status["counts"]["succeeded"] == 4
+
+
+def test_admission_refuses_a_filter_that_does_not_compile(custom, ns, operator_process):
+    from kubernetes.client.exceptions import ApiException
+
+    with pytest.raises(ApiException) as refused:
+        create_batch(custom, ns, make_batch("bad-filter", values(2), filter="value >"))
+    assert refused.value.status == 422
+    message = json.loads(refused.value.body)["message"]
+    assert "validate-batch" in message
+    assert 'spec.filter: "value >" does not compile' in message, message
+
+
+def test_object_storage_needs_the_data_plane(custom, ns, operator_process):
+    body = make_batch("no-storage", [])
+    del body["spec"]["items"]
+    body["spec"]["fromObjectStorage"] = {"uri": "s3://somewhere/scans/"}
+    create_batch(custom, ns, body)
+    status = wait_batch(custom, ns, "no-storage", "Failed", timeout=60)
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "NoObjectStorage" and "spec.fromObjectStorage" in failed["message"], failed

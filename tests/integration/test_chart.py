@@ -514,7 +514,7 @@ def test_webhook_paths_are_the_admission_handler_ids():
                         "operations": ["CREATE", "UPDATE"], "scope": scopes[plural]}
         assert hook["sideEffects"] == "None" and hook["admissionReviewVersions"] == ["v1"]
         assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] == 10 and hook["matchPolicy"] == "Equivalent"
-    assert sorted(by_path) == ["/validate-interface", "/validate-job"]
+    assert sorted(by_path) == ["/validate-batch", "/validate-interface", "/validate-job"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ EXAMPLES = REPO / "examples"
 
 
 def _create(custom, obj, namespace):
-    plural = obj["kind"].lower() + "s"
+    plural = _plural(obj["kind"])
     if obj["kind"] == "ComponentInterface":
         return custom.create_cluster_custom_object(GROUP, VERSION, plural, obj)
     return custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, obj)
@@ -30,12 +30,16 @@ def _rejection(custom, obj, namespace) -> str:
     return json.loads(info.value.body)["message"]
 
 
-@pytest.mark.parametrize("example", ["image.yaml", "job.yaml", "gpu-job.yaml"])
+def _plural(kind: str) -> str:
+    return {"ComponentBatch": "componentbatches"}.get(kind, kind.lower() + "s")
+
+
+@pytest.mark.parametrize("example", ["image.yaml", "job.yaml", "gpu-job.yaml", "batch.yaml"])
 def test_namespaced_examples_round_trip(custom, namespace, example):
     for doc in load_yaml_docs(EXAMPLES / example):
         doc["metadata"]["namespace"] = namespace
         _create(custom, doc, namespace)
-        plural = doc["kind"].lower() + "s"
+        plural = _plural(doc["kind"])
         back = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, doc["metadata"]["name"])
         for key, value in doc["spec"].items():
             assert back["spec"][key] == value, key

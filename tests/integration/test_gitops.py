@@ -2,10 +2,13 @@
 
 The examples are applied server-side (as Argo CD with ServerSideApply=true and Flux do), the
 operator reconciles them, and a server-side dry-run re-apply of the same files (`kubectl diff
---server-side`) shows no difference: the operator writes status only, never spec, labels,
-annotations or finalizers of a user's object (kopf's own bookkeeping lives in status.kopf).
-The Argo CD health checks (gitops/argocd/) are then run by a real Lua interpreter on the
-statuses the operator wrote.
+--server-side`) shows no difference: the operator writes status only, never spec, annotations or
+finalizers of a user's object (kopf's own bookkeeping lives in status.kopf), and of its labels
+at most one, on ComponentJobs: `components.grand-challenge.org/inputs-digest` (status.inputsDigest
+cut to 63 characters, merge-patched under its own field manager: an apply that does not set it
+neither conflicts with it nor removes it). A ComponentBatch in Git is compared like the rest; the jobs it
+creates are not in Git and are not compared. The Argo CD health checks (gitops/argocd/) are then
+run by a real Lua interpreter on the statuses the operator wrote.
 """
 
 from __future__ import annotations
@@ -20,8 +23,13 @@ from component_operator import GROUP, VERSION
 from ..support.argocd_health import health
 from ..support.cluster import REPO, load_yaml_docs, wait_until
 
-EXAMPLES = ["interfaces.yaml", "image.yaml", "job.yaml", "gpu-job.yaml", "simulated-outcomes.yaml"]
-PLURALS = {"ComponentInterface": "componentinterfaces", "ComponentImage": "componentimages", "ComponentJob": "componentjobs"}
+EXAMPLES = ["interfaces.yaml", "image.yaml", "job.yaml", "gpu-job.yaml", "simulated-outcomes.yaml", "batch.yaml"]
+PLURALS = {"ComponentInterface": "componentinterfaces", "ComponentImage": "componentimages", "ComponentJob": "componentjobs",
+           "ComponentBatch": "componentbatches"}
+#: The one label the operator writes on a user's object (ComponentJobs only), and who writes it.
+DIGEST_LABEL = "components.grand-challenge.org/inputs-digest"
+OPERATOR_MANAGER = "component-operator"
+DIGEST_LABEL_FIELDS = {"f:metadata": {"f:labels": {f"f:{DIGEST_LABEL}": {}}}}
 
 
 def _documents(namespace: str) -> list[dict]:
@@ -49,6 +57,36 @@ def _reconciled(obj: dict) -> bool:
     return bool(status.get("conditions"))
 
 
+def _condition_true(obj: dict, type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+def _batch_ended(obj: dict) -> bool:
+    return _condition_true(obj, "Complete") or _condition_true(obj, "Failed")
+
+
+def _assert_labels(doc: dict, live: dict) -> None:
+    """The applied labels, untouched; on a ComponentJob at most one more: the inputs digest."""
+    name, labels = doc["metadata"]["name"], dict(live["metadata"].get("labels") or {})
+    applied = doc["metadata"].get("labels") or {}
+    if doc["kind"] == "ComponentJob" and DIGEST_LABEL in labels and DIGEST_LABEL not in applied:
+        digest = (live.get("status") or {}).get("inputsDigest")
+        assert digest, f"{name}: {DIGEST_LABEL} is set but status.inputsDigest is not: {live['metadata']}"
+        assert labels.pop(DIGEST_LABEL) == digest[:63], (name, live["metadata"]["labels"], digest)
+    assert labels == applied, (name, live["metadata"])
+
+
+def _assert_managed_fields(doc: dict, live: dict) -> None:
+    """Only the GitOps manager owns anything outside status; the operator at most the digest label
+    of a ComponentJob (its merge patch of metadata.labels)."""
+    for entry in live["metadata"].get("managedFields") or []:
+        if entry["manager"] == "gitops" or entry.get("subresource") == "status":
+            continue
+        allowed = (doc["kind"] == "ComponentJob" and entry["manager"] == OPERATOR_MANAGER
+                   and entry.get("fieldsV1") == DIGEST_LABEL_FIELDS)
+        assert allowed, f"{doc['kind']} {doc['metadata']['name']}: " + json.dumps(entry)[:2000]
+
+
 def test_operator_never_writes_what_gitops_applied(testenv, custom, namespace, operator_process, tmp_path):
     docs = _documents(namespace)
     manifest = tmp_path / "examples.yaml"
@@ -61,19 +99,19 @@ def test_operator_never_writes_what_gitops_applied(testenv, custom, namespace, o
     # Let jobs move on (their status changes several times) before comparing.
     wait_until(lambda: all((_live(custom, d).get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled")
                            for d in docs if d["kind"] == "ComponentJob"), timeout=120, message="the example jobs to end")
+    # A batch ends like a job: Complete (every item settled) or Failed.
+    wait_until(lambda: all(_batch_ended(_live(custom, d)) for d in docs if d["kind"] == "ComponentBatch"),
+               timeout=180, message="the example batches to be Complete or Failed")
 
     for doc in docs:
         live = _live(custom, doc)
         meta = live["metadata"]
         applied = doc["metadata"]
         assert (meta.get("annotations") or {}) == (applied.get("annotations") or {}), (doc["metadata"]["name"], meta)
-        assert (meta.get("labels") or {}) == (applied.get("labels") or {}), (doc["metadata"]["name"], meta)
+        _assert_labels(doc, live)
         assert not meta.get("finalizers"), meta
         assert meta.get("generation") == 1, f"{doc['metadata']['name']}: spec was written after creation"
-        # Only the GitOps manager owns anything outside status.
-        for entry in meta.get("managedFields") or []:
-            if entry["manager"] != "gitops":
-                assert entry.get("subresource") == "status", json.dumps(entry)[:2000]
+        _assert_managed_fields(doc, live)
 
     diff = testenv.kubectl("diff", "--server-side", "--field-manager=gitops", "-f", str(manifest), check=False)
     assert diff.returncode == 0, f"a re-apply would change something:\n{diff.stdout[-4000:]}{diff.stderr[-2000:]}"
@@ -86,6 +124,10 @@ def test_operator_never_writes_what_gitops_applied(testenv, custom, namespace, o
         status = live.get("status") or {}
         if doc["kind"] == "ComponentJob":
             assert verdict["status"] == expected_job[status["phase"]], (doc["metadata"]["name"], status, verdict)
+        elif doc["kind"] == "ComponentBatch":
+            # Complete is Healthy even with failed items (they are reported); Failed is Degraded.
+            want = "Degraded" if _condition_true(live, "Failed") else "Healthy"
+            assert verdict["status"] == want, (doc["metadata"]["name"], status, verdict)
         else:
             ready = next(c for c in status["conditions"] if c["type"] == "Ready")
             assert verdict["status"] in ({"Healthy"} if ready["status"] == "True" else {"Degraded", "Progressing"}), verdict

@@ -1,8 +1,9 @@
 """The Argo CD health checks (gitops/argocd/), run by a real Lua 5.1 interpreter as Argo CD runs them.
 
-Statuses come from the operator's own planning functions where that is cheap (interfaces, and
-jobs driven through ``planning.jobs.decide`` with the job tests' fixtures), and otherwise are
-written with the status models' field names; every ImportStatus and every Phase has an expected
+Statuses come from the operator's own planning functions where that is cheap (interfaces, jobs
+driven through ``planning.jobs.decide`` with the job tests' fixtures, batches through
+``planning.batch.decide`` and ``planning.batch.blocked``), and otherwise are written with the
+status models' field names; every ImportStatus and every Phase has an expected
 health, so a new state must be given one.
 """
 
@@ -15,16 +16,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from component_operator.api.batch import ComponentBatchSpec
 from component_operator.api.image import ImportStatus
 from component_operator.api.job import Phase
+from component_operator.planning import batch as batches
+from component_operator.planning import identity
 from component_operator.planning.interfaces import decide_interface_status
 from component_operator.planning.jobs import MSG_INVALID_INPUTS, MSG_OOM, Observation, PodLogs, decide
 
 from ..support.argocd_health import HEALTH_DIR, health
-from .jobfixtures import CONFIG, INTERFACES, NOW, image, job, pod, stamp
+from .jobfixtures import BBOX, CONFIG, INTERFACES, NOW, image, job, pod, stamp
 
 GROUP = "components.grand-challenge.org"
-KINDS = ("ComponentInterface", "ComponentImage", "ComponentJob")
+KINDS = ("ComponentInterface", "ComponentImage", "ComponentJob", "ComponentBatch")
 
 
 def obj(kind: str, status: dict | None, generation: int = 1, spec: dict | None = None) -> dict:
@@ -212,6 +216,173 @@ def test_job_statuses_written_by_the_state_machine():
         hs = health(obj("ComponentJob", copy.deepcopy(status)))
         assert hs["status"] == want, (status["phase"], hs)
         assert hs["message"].startswith(message), (hs, message)
+
+
+# --------------------------------------------------------------------------------------------
+# ComponentBatch: statuses written by planning.batch.decide / blocked, run after run
+
+IMAGE_DIGEST = "sha256:" + "b" * 64
+BOXES = [{**BBOX, "name": f"lesion {i}", "corners": [[i, 0, 0], [i + 1, 0, 0], [i + 1, 1, 0], [i, 1, 0]]}
+         for i in range(6)]
+
+
+def batch(status: dict | None = None, generation: int = 1, **spec) -> dict:
+    body = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "ComponentBatch",
+            "metadata": {"name": "boxes", "namespace": "ns", "uid": "uid-boxes", "generation": generation},
+            "spec": {"image": "algo", "itemInterface": "bbox", "parallelism": 3,
+                     "items": [{"value": v} for v in BOXES], **spec}}
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def plan(body: dict) -> tuple[ComponentBatchSpec, batches.Plan]:
+    """The dataset of an inline batch, read as the handler reads it (no filter)."""
+    spec = ComponentBatchSpec.model_validate(body["spec"])
+    items = []
+    for index, raw in enumerate(spec.items or []):
+        job_input = batches.item_input(spec, raw)
+        items.append(batches.PlannedItem(index=index, summary=batches.summarize(raw.to_wire()),
+                                         job_input=job_input.to_wire(),
+                                         digest=batches.item_digest(spec, IMAGE_DIGEST, job_input)))
+    return spec, batches.Plan(generation=body["metadata"]["generation"], image_digest=IMAGE_DIGEST,
+                              found=len(items), items=tuple(items))
+
+
+def run_batch(body: dict, phases: dict[int, tuple[str, str | None]] | None = None,
+              others: dict[int, str] | None = None) -> dict:
+    """One reconcile: ``phases`` index -> (phase, reason) of the batch's own job for that item,
+    ``others`` index -> phase of someone else's job with the same inputs. Returns the new status."""
+    spec, p = plan(body)
+    runs: dict[str, list[batches.JobRun]] = {}
+    for index, (phase, reason) in (phases or {}).items():
+        item = p.items[index]
+        runs.setdefault(identity.label_value(item.digest), []).append(batches.JobRun(
+            name=batches.job_name("boxes", item.digest), phase=phase, reason=reason,
+            message="The container ran out of memory." if reason == "OOMKilled" else "",
+            batch_uid="uid-boxes", batch_generation=1, created=stamp(-60)))
+    for index, phase in (others or {}).items():
+        item = p.items[index]
+        runs.setdefault(identity.label_value(item.digest), []).append(batches.JobRun(
+            name=f"earlier-{index}", phase=phase, created=stamp(-3600)))
+    decision = batches.decide(body, spec, p, runs, now=NOW)
+    return copy.deepcopy(decision.status)
+
+
+def condition_of(status: dict, type_: str) -> dict:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def test_batch_just_started_is_progressing_with_its_progress():
+    status = run_batch(batch())
+    assert status["counts"]["running"] == 3 and status["counts"]["pending"] == 3
+    hs = health(batch(status))
+    assert hs == {"status": "Progressing",
+                  "message": "0/6: 3 running, 3 pending; 0 succeeded, 0 failed, 0 invalid, 0 existing, 0 deferred of 6"}
+
+
+def test_batch_half_way_is_progressing():
+    first = run_batch(batch())
+    status = run_batch(batch(first), phases={0: ("Succeeded", None), 1: ("Succeeded", None), 2: ("Executing", None)})
+    assert status["progress"] == "2/6"
+    hs = health(batch(status))
+    assert hs["status"] == "Progressing"
+    assert hs["message"] == "2/6: " + condition_of(status, "Progressing")["message"]
+    assert hs["message"].startswith("2/6: 3 running, 1 pending; 2 succeeded")
+
+
+def test_batch_complete_is_healthy_with_the_counts():
+    status = run_batch(batch(), phases={i: ("Succeeded", None) for i in range(6)})
+    assert condition_of(status, "Complete")["status"] == "True"
+    assert health(batch(status)) == {
+        "status": "Healthy", "message": "6 succeeded, 0 failed, 0 invalid, 0 existing, 0 deferred of 6"}
+
+
+def test_batch_complete_with_failed_and_existing_items_is_still_healthy():
+    """Failed items within maxFailures are reported (status.failedItems), not a broken batch."""
+    phases = {0: ("Succeeded", None), 1: ("Failed", "OOMKilled"), 2: ("Cancelled", "InvalidInputs"), 3: ("Succeeded", None)}
+    for max_failures in ({}, {"maxFailures": 2}):
+        status = run_batch(batch(**max_failures), phases=phases, others={4: "Succeeded", 5: "Executing"})
+        counts = status["counts"]
+        assert (counts["succeeded"], counts["failed"], counts["invalid"], counts["existing"]) == (2, 1, 1, 2)
+        assert counts["failed"] + counts["invalid"] > 0 and status["failedItems"] and status["invalidItems"]
+        assert health(batch(status)) == {
+            "status": "Healthy", "message": "2 succeeded, 1 failed, 1 invalid, 2 existing, 0 deferred of 6"}
+
+
+def test_batch_with_more_failures_than_allowed_is_degraded():
+    status = run_batch(batch(maxFailures=1), phases={0: ("Failed", "OOMKilled"), 1: ("Failed", "OOMKilled"),
+                                                     2: ("Executing", None)})
+    failed = condition_of(status, "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "TooManyFailures")
+    assert health(batch(status)) == {"status": "Degraded", "message": failed["message"]}
+    assert failed["message"].startswith("2 items failed, more than maxFailures (1)")
+
+
+def test_suspended_batch_is_suspended():
+    status = run_batch(batch(suspend=True))
+    assert status["counts"]["pending"] == 6 and status["counts"]["running"] == 0
+    assert health(batch(status, suspend=True)) == {
+        "status": "Suspended", "message": "0/6: spec.suspend is true: jobs are not started"}
+    # Suspended with jobs still running from before (they go on): still Suspended.
+    running = run_batch(batch(suspend=True), phases={0: ("Succeeded", None), 1: ("Executing", None)})
+    assert health(batch(running, suspend=True)) == {
+        "status": "Suspended", "message": "1/6: spec.suspend is true: jobs are not started"}
+
+
+def test_suspended_batch_with_nothing_left_to_run_is_healthy():
+    status = run_batch(batch(suspend=True), others={i: "Succeeded" for i in range(6)})
+    assert condition_of(status, "Suspended")["status"] == "True"
+    assert health(batch(status, suspend=True)) == {
+        "status": "Healthy", "message": "0 succeeded, 0 failed, 0 invalid, 6 existing, 0 deferred of 6"}
+
+
+# Every reason the batch handler gives planning.batch.blocked, with the failed flag it passes.
+BLOCKED = [
+    ("ImageNotFound", "waiting for ComponentImage 'algo'", False, "Progressing"),
+    ("ImageNotReady", "ComponentImage 'algo': Queued", False, "Progressing"),
+    ("WaitingForInterfaces", "waiting for ComponentInterface 'bbox'", False, "Progressing"),
+    ("ImageNotReady", "ComponentImage 'algo': The container runs as root.", True, "Degraded"),
+    ("InvalidSpec", "The batch's spec is not valid: spec.parallelism: Input should be less than or equal to 1000",
+     True, "Degraded"),
+    ("InvalidFilter", "spec.filter: undeclared reference to 'valeu'", True, "Degraded"),
+    ("DatasetTooLarge", "spec.fromObjectStorage.uri: more than 100000 objects under s3://data/ct/; narrow the prefix",
+     True, "Degraded"),
+    ("DatasetUnreadable", "spec.fromObjectStorage.uri: s3://data/ct/: NoSuchBucket", True, "Degraded"),
+    ("NoObjectStorage", "spec.fromObjectStorage: the operator has no object storage configured "
+     "(objectStorage in its configuration)", True, "Degraded"),
+    ("InternalError", "5 retries of an unexpected error: KeyError 'items'", True, "Degraded"),
+]
+
+
+@pytest.mark.parametrize("reason, message, failed, want", BLOCKED,
+                         ids=[f"{r}-{'failed' if f else 'waiting'}" for r, _, f, _ in BLOCKED])
+def test_blocked_batch(reason, message, failed, want):
+    for before in (None, run_batch(batch())):  # a fresh batch, and one that already started jobs
+        status = copy.deepcopy(batches.blocked(batch(before), reason, message, now=NOW, failed=failed).status)
+        hs = health(batch(status))
+        assert hs["status"] == want, (reason, hs)
+        if want == "Degraded":
+            assert hs["message"] == message
+        else:
+            assert hs["message"] == f"{status['progress']}: {message}"
+
+
+def test_batch_with_a_new_spec_is_progressing_until_planned():
+    done = run_batch(batch(), phases={i: ("Succeeded", None) for i in range(6)})
+    assert health(batch(done, generation=2)) == {
+        "status": "Progressing", "message": "Waiting for the operator to plan generation 2"}
+
+
+def test_batch_ignores_conditions_of_an_older_generation():
+    """blocked() does not rewrite Suspended: a batch resumed in generation 2 that then waits for
+    its image is Progressing, not Suspended by generation 1's condition."""
+    suspended = run_batch(batch(suspend=True))
+    status = copy.deepcopy(batches.blocked(batch(suspended, generation=2), "ImageNotFound",
+                                           "waiting for ComponentImage 'algo'", now=NOW, failed=False).status)
+    assert condition_of(status, "Suspended")["status"] == "True"
+    assert health(batch(status, generation=2)) == {
+        "status": "Progressing", "message": "0/6: waiting for ComponentImage 'algo'"}
 
 
 # --------------------------------------------------------------------------------------------

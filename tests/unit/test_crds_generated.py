@@ -7,6 +7,7 @@ import yaml
 from pydantic import ValidationError
 
 from component_operator.api import crdgen
+from component_operator.api.batch import ComponentBatchSpec
 from component_operator.api.interface import ComponentInterfaceSpec
 from component_operator.api.job import ComponentJobSpec
 
@@ -85,6 +86,8 @@ def test_models_accept_examples():
     for name in ("job.yaml", "gpu-job.yaml"):
         for doc in yaml.safe_load_all((REPO / "examples" / name).read_text()):
             ComponentJobSpec.model_validate(doc["spec"])
+    for doc in yaml.safe_load_all((REPO / "examples" / "batch.yaml").read_text()):
+        ComponentBatchSpec.model_validate(doc["spec"])
 
 
 def test_models_forbid_unknown_fields():

@@ -67,7 +67,7 @@ class ComponentBatchSpec(JobSettings):
         "json_schema_extra": validations(
             cel("has(self.items) || has(self.fromObjectStorage)", "one of items and fromObjectStorage is required"),
             cel("!(has(self.items) && has(self.fromObjectStorage))", "only one of items and fromObjectStorage can be defined"),
-            cel("!self.inputs.exists(i, i.interface == self.itemInterface)",
+            cel("!has(self.inputs) || !self.inputs.exists(i, i.interface == self.itemInterface)",
                 "itemInterface must not also be one of the fixed inputs", field_path=".itemInterface"),
         )
     }

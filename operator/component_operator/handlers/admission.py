@@ -1,4 +1,4 @@
-"""Validating admission webhook: refuse broken interfaces and jobs at `kubectl apply`.
+"""Validating admission webhook: refuse broken interfaces, jobs and batches at `kubectl apply`.
 
 Served by kopf's webhook server. The configuration uses failurePolicy Ignore on purpose: if
 the operator is down, objects are still admitted (GitOps keeps working) and the reconcilers
@@ -61,6 +61,32 @@ async def validate_job(spec, old, operation, component_interfaces, memo, **_) ->
         return
     if problems:
         raise kopf.AdmissionError("; ".join(str(p) for p in problems), code=422)
+
+
+@kopf.on.validate(GROUP, VERSION, "componentbatches", id="validate-batch", operations=["CREATE", "UPDATE"],
+                  ignore_failures=True)
+async def validate_batch(spec, component_interfaces, memo, **_) -> None:
+    """The filter must compile and the fixed inputs be valid; the items are checked by the webhook
+    of each job the batch creates (a refused one is reported as an invalid item, with its index)."""
+    from ..kinds.cel_filter import FilterError, compile_filter
+
+    errors = []
+    if spec.get("filter"):
+        try:
+            compile_filter(str(spec["filter"]))
+        except FilterError as err:
+            errors.append(err.message)
+    interfaces = {name: next(iter(store)) for name, store in component_interfaces.items() if store}
+    pool = _pool(memo)
+    try:
+        problems = await pool.check_inputs({"inputs": list(spec.get("inputs") or [])}, interfaces, require_known=False,
+                                           total_seconds=pool.request_seconds)
+    except Exception:  # noqa: BLE001 - the pool itself failed: admit, as failurePolicy Ignore would
+        logger.exception("validate-batch: the validation pool failed; admitting (its jobs are checked again)")
+        problems = []
+    errors.extend(str(p) for p in problems)
+    if errors:
+        raise kopf.AdmissionError("; ".join(errors), code=422)
 
 
 def _pool(memo: Any) -> ValidationPool:

@@ -273,6 +273,10 @@ def _plan_item(spec: ComponentBatchSpec, image_digest: str, entry: dict[str, Any
         why = entry.get("hash_problem") or "its SHA-256 is not known"
         return planning.PlannedItem(index, summary, problem=f"items[{index}]: {source.uri}: {why}; give its sha256",
                                     reason="UnknownContent")
+    if source is not None and not source.sha256:
+        # The job gets the hash: its digest needs no second read, and staging verifies the bytes.
+        pinned = source.model_copy(update={"sha256": known[source.uri]})
+        job_input = job_input.model_copy(update={"file": pinned} if item.file else {"image": pinned})
     digest = planning.item_digest(spec, image_digest, job_input, known)
     return planning.PlannedItem(index, summary, job_input=job_input.to_wire(), digest=digest)
 

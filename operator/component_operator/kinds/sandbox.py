@@ -64,6 +64,10 @@ DEFAULT_REQUEST_SECONDS = 8.0
 _JOIN_SECONDS = 5.0
 #: How long ``start`` waits for the first worker to answer (a spawn and the imports take ~1 s).
 _START_SECONDS = 60.0
+#: Items of a ComponentBatch one ``filter_items`` task evaluates ``spec.filter`` on: a typical
+#: expression takes 2-50 us an item, so a chunk stays far inside ``validation_seconds``, and
+#: an expression too costly for that fails for the items of its chunks only.
+FILTER_CHUNK_ITEMS = 1000
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,13 @@ class Outcome:
     @property
     def over_budget(self) -> bool:
         return self.status in ("time", "memory", "request-time")
+
+
+@dataclass(frozen=True)
+class FilterOutcome(Outcome):
+    """The ``Outcome`` of one ``filter_items`` task: ``results`` as ``cel_filter.evaluate_filter``'s."""
+
+    results: tuple[bool | str, ...] = ()
 
 
 class ValidationPool:
@@ -242,6 +253,46 @@ class ValidationPool:
         tasks = [(check_input_value_task, (c.kind_code, c.schema, c.has_value, c.value)) for c in checks]
         outcomes = await self.run_checks(tasks, total_seconds=total_seconds)
         return {check.index: outcome for check, outcome in zip(checks, outcomes)}
+
+    async def filter_items(
+        self,
+        expression: str,
+        items: Sequence[Mapping[str, Any]],
+        total_seconds: float | None = None,
+        *,
+        chunk_items: int = FILTER_CHUNK_ITEMS,
+    ) -> list[bool | str]:
+        """``cel_filter.evaluate_filter`` (a ComponentBatch's ``spec.filter``) in the workers.
+
+        One task per ``chunk_items`` items, each within the per-check budgets; the items of a
+        chunk that overran get a message each: ``spec.filter: "..." failed for item 7:
+        evaluating it on items 0 to 999 took longer than the 5 s budget (operator setting
+        validationSeconds)``. ``FilterError`` if the expression does not compile, checked
+        here first (cheap and bounded). ``total_seconds`` caps the whole call, as for
+        ``check_inputs``. Without a pool, call ``evaluate_filter`` itself.
+
+        An overrunning chunk holds its worker for the budget and up to 3 s more: the Rust
+        evaluator never runs pebble's SIGTERM handler (a Python one), so pebble's SIGKILL
+        after its grace period ends it.
+        """
+        from .cel_filter import compile_filter, item_message
+
+        compile_filter(expression)
+        if chunk_items < 1:
+            raise ValueError("chunk_items must be at least 1")
+        chunks = [[dict(item) for item in items[start:start + chunk_items]]
+                  for start in range(0, len(items), chunk_items)]
+        outcomes = await self.run_checks([(filter_items_task, (expression, chunk)) for chunk in chunks],
+                                         total_seconds=total_seconds)
+        results: list[bool | str] = []
+        for chunk, outcome in zip(chunks, outcomes):
+            if isinstance(outcome, FilterOutcome) and outcome.ok:
+                results += outcome.results
+                continue
+            first, last = chunk[0].get("index", "?"), chunk[-1].get("index", "?")
+            what = f"evaluating it on item {first}" if len(chunk) == 1 else f"evaluating it on items {first} to {last}"
+            results += [item_message(expression, item, outcome.detail.replace("{what}", what)) for item in chunk]
+        return results
 
     # -- the machinery ---------------------------------------------------------------------
 
@@ -416,3 +467,13 @@ def check_interface_task(spec: dict[str, Any]) -> Outcome:
         return Outcome("invalid" if errors else "ok", errors=tuple((e.field, e.message) for e in errors))
 
     return _guarded(check)
+
+
+def filter_items_task(expression: str, items: list[dict[str, Any]]) -> Outcome:
+    # Past RLIMIT_AS the Rust library aborts the worker (reported as the memory budget). With
+    # RUST_BACKTRACE set it first symbolises a backtrace, slowly so near the limit, until the
+    # time budget ends it instead and the report names the wrong budget.
+    os.environ["RUST_BACKTRACE"] = "0"
+    from .cel_filter import evaluate_filter
+
+    return _guarded(lambda: FilterOutcome(results=tuple(evaluate_filter(expression, items))))

@@ -176,8 +176,7 @@ def decide(
     outcome: dict[str, _Item] = {}  # by digest: items with equal digests are one run
     reports: dict[str, list[dict[str, Any]]] = {"failed": [], "invalid": []}
     to_start: list[tuple[PlannedItem, int]] = []
-    started_by_us = 0  # items that have (or will get) a job of this batch, for maxItems
-    failures_before = 0
+    started_by_us = 0  # runs that have (or will get) a job of this batch, for maxItems
 
     states: list[tuple[PlannedItem, _Item]] = []
     for item in plan.items:
@@ -205,23 +204,22 @@ def decide(
         outcome[item.digest] = state
         states.append((item, state))
 
+    # Start what fits: parallelism counts the batch's jobs (one per digest) that are not terminal.
+    failures = sum(1 for _, state in states if state.state in ("failed", "invalid"))
+    too_many_failures = spec.max_failures is not None and failures > spec.max_failures
+    create: list[dict[str, Any]] = []
+    if not spec.suspend and not too_many_failures:
+        running = sum(1 for state in outcome.values() if state.state == "running")
+        for item, rerun in to_start[:max(0, spec.parallelism - running)]:
+            create.append(build_job(batch, spec, plan, item, rerun, annotation_prefixes))
+            outcome[item.digest].state = "running"  # items with the same digest follow
+
     for item, state in states:
         setattr(counts, state.state, getattr(counts, state.state) + 1)
         if state.state in reports and len(reports[state.state]) < MAX_REPORTED_ITEMS:
             reports[state.state].append({"index": item.index, "item": item.summary, "job": state.job,
                                          "reason": state.reason or "Failed",
                                          "message": state.message[:MAX_REPORTED_MESSAGE]})
-    failures_before = counts.failed + counts.invalid
-
-    # Start what fits: parallelism counts the batch's jobs that are not terminal (and in flight).
-    too_many_failures = spec.max_failures is not None and failures_before > spec.max_failures
-    create: list[dict[str, Any]] = []
-    if not spec.suspend and not too_many_failures:
-        slots = max(0, spec.parallelism - counts.running)
-        for item, rerun in to_start[:slots]:
-            create.append(build_job(batch, spec, plan, item, rerun, annotation_prefixes))
-        counts.running += len(create)
-        counts.pending -= len(create)
     return _status(batch, spec, plan, counts, reports, create, current, generation, now, too_many_failures)
 
 
