@@ -117,7 +117,7 @@ def test_helm_lint_strict_is_clean(sets):
 def test_chart_renders_the_expected_objects():
     by_kind = {k: len(v) for k, v in kinds(render_cached()).items()}
     assert by_kind == {
-        "CustomResourceDefinition": 5, "ServiceAccount": 1, "ConfigMap": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+        "CustomResourceDefinition": 6, "ServiceAccount": 1, "ConfigMap": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
         "Role": 1, "RoleBinding": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1,
         "ValidatingWebhookConfiguration": 1,
     }
@@ -173,9 +173,9 @@ def test_chart_crds_are_the_generated_crds():
 def test_crd_switches():
     assert "CustomResourceDefinition" not in kinds(render_cached("crds.install=false"))
     crds = kinds(render_cached("crds.keep=false"))["CustomResourceDefinition"]
-    assert len(crds) == 5 and all("annotations" not in c["metadata"] for c in crds)
+    assert len(crds) == 6 and all("annotations" not in c["metadata"] for c in crds)
     names = {c["metadata"]["name"] for c in kinds(render_cached("crds.kopfPeering=false"))["CustomResourceDefinition"]}
-    assert names == {f"{p}.{GROUP}" for p in ("componentinterfaces", "componentimages", "componentjobs")}
+    assert names == {f"{p}.{GROUP}" for p in ("componentinterfaces", "componentimages", "componentjobs", "componentbatches")}
 
 
 # --------------------------------------------------------------------------------------------

@@ -192,9 +192,9 @@ def test_deleting_the_job_removes_its_pod(custom, core, ns, operator_process):
 def test_events_and_listing(custom, core, testenv, ns, operator_process):
     create(custom, ns, make_job("listed"))
     wait_phase(custom, ns, "listed", "Succeeded")
-    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=listed").items
-    reasons = {e.reason for e in events}
-    assert {"Provisioning", "Succeeded"} <= reasons
+    # Events are posted just after the status they tell of: wait for them (bounded).
+    wait_until(lambda: {"Provisioning", "Succeeded"} <= {e.reason for e in core.list_namespaced_event(
+        ns, field_selector="involvedObject.name=listed").items}, timeout=30, message="the job's events")
     out = testenv.kubectl("get", "cjob", "-n", ns).stdout
     header = out.splitlines()[0].split()
     assert header[:6] == ["NAME", "IMAGE", "PHASE", "REASON", "GPU", "DURATION"]

@@ -178,10 +178,17 @@ def _resolve_relative(module: str, is_package: bool, level: int, target: str | N
     return ".".join(base + ([target] if target else []))
 
 
+#: Code that runs in the user's own process with the user's kubeconfig, never in the operator:
+#: the batch runner and ``component-operator batch`` (their calls need the user's RBAC, not the chart's).
+CLIENT_SIDE = ("component_operator.batch",)
+
+
 def load_modules(package_dir: Path = PACKAGE_DIR) -> dict[str, Module]:
     modules: dict[str, Module] = {}
     for path in sorted(package_dir.rglob("*.py")):
         name = _module_name(path)
+        if any(name == p or name.startswith(p + ".") for p in CLIENT_SIDE):
+            continue
         tree = ast.parse(path.read_text(), filename=str(path))
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         imports: dict[str, str] = {}

@@ -3,7 +3,7 @@
 ``QuerySetRunner`` (subclass it, call ``run()``) prepares one ComponentBatch from any iterable of
 data, skipping the items whose run already exists; ``component-operator batch run|status|wait``
 applies, plans (dry run), inspects and follows batches written as YAML. The operator does the
-running; this package only prepares, starts and watches. See docs/batches-runner.md.
+running; this package only prepares, starts and watches. See docs/batches.md.
 """
 
 from __future__ import annotations

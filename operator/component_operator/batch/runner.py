@@ -6,7 +6,7 @@ data, filter it, split it into existing and pending runs, prepare an input speci
 pending item, and start them all as ONE ComponentBatch. The operator then runs the batch's items
 as ComponentJobs, re-checking each against runs that started meanwhile (``skipExisting``).
 
-What differs from django-analyses (docs/batches-runner.md has the full list):
+What differs from django-analyses (docs/batches.md has the full list):
 
 * "already ran" is the inputs digest (image pinned by digest, inputs by content, model, ground
   truth) of a ComponentJob that Succeeded or still runs; failed runs do not count;
