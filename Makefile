@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TESTENV := testenv/scripts/testenv.sh
 PYTEST_ARGS ?=
 
-.PHONY: install test unit integration e2e images bench-realnode demo demo-stop testenv-up testenv-down testenv-build agent crds dist bench bench-validation bench-jobs clean
+.PHONY: install test unit integration e2e images bench-realnode demo demo-stop testenv-up testenv-down testenv-build agent crds dist bench bench-validation bench-jobs bench-batch clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,7 +74,7 @@ demo: install
 demo-stop:
 	scripts/demo.sh stop
 
-bench: bench-validation bench-jobs bench-realnode
+bench: bench-validation bench-jobs bench-batch bench-realnode
 
 bench-validation: install
 	$(BIN)/python bench/bench_validation.py
@@ -82,6 +82,10 @@ bench-validation: install
 bench-jobs: install
 	@$(TESTENV) up >/dev/null
 	$(BIN)/python bench/bench_jobs.py --jobs 500
+
+bench-batch: install
+	@$(TESTENV) up >/dev/null
+	$(BIN)/python bench/bench_batch.py --items 1000 --parallelism 200
 
 bench-realnode: install
 	@$(TESTENV) up >/dev/null

@@ -56,13 +56,92 @@ def wait_all(predicate, timeout: float) -> float:
     raise TimeoutError("benchmark did not finish in time")
 
 
+#: The simulated outcome of every benchmark pod: kwok completes it the moment it runs.
+SIM_ANNOTATIONS = {"sim.testenv/outcome": "succeed", "sim.testenv/after": "0s"}
+BBOX_INTERFACE = {"kind": "2D bounding box", "relativePath": "bench-bbox.json"}
+OPERATOR_CONFIG = 'podAnnotationPrefixes: ["sim.testenv/"]\n'
+
+
+def job_pod_template(image: str) -> client.V1PodTemplateSpec:
+    """The pod of a benchmark batch/v1 Job: the kwok placement (no selector: the untainted kwok
+    CPU nodes) and the resources of a ComponentJob with requiresMemoryGB 1, succeeding at once."""
+    return client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(annotations=dict(SIM_ANNOTATIONS)),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            automount_service_account_token=False,
+            containers=[client.V1Container(name="algorithm", image=image,
+                                           resources=client.V1ResourceRequirements(
+                                               requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "1Gi"}))],
+        ),
+    )
+
+
+def connect() -> tuple[dict[str, str], client.ApiClient]:
+    """The testenv's environment (also put into os.environ, for the operator) and an API client."""
+    env = testenv_env()
+    os.environ.update(env)
+    api = config.new_client_from_config(config_file=env["KUBECONFIG"])
+    api.configuration.connection_pool_maxsize = 32
+    return env, api
+
+
+def ensure_interface(custom, name: str, spec: dict) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentInterface", "metadata": {"name": name}, "spec": spec}
+    try:
+        custom.create_cluster_custom_object(GROUP, VERSION, "componentinterfaces", body)
+    except client.exceptions.ApiException as err:
+        if err.status != 409:
+            raise
+
+
+def push_bench_image(env: dict[str, str], workdir: Path):
+    return oci_images.push(f"{env['TESTENV_REGISTRY']}/bench/algo:v1", [oci_images.ImageSpec(label="bench")], workdir / "img",
+                           env={**os.environ})
+
+
+def create_bench_image(custom, namespace: str, ref: str, name: str = "bench-algo") -> None:
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "componentimages", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentImage", "metadata": {"name": name},
+        "spec": {"image": ref, "insecureRegistry": True}})
+
+
+def start_operator(workdir: Path, namespaces: list[str], config_text: str = OPERATOR_CONFIG) -> subprocess.Popen:
+    """`component-operator run --standalone` for these namespaces, logging to workdir/operator.log."""
+    (workdir / "config.yaml").write_text(config_text)
+    log = open(workdir / "operator.log", "wb")
+    ns_args = [arg for ns in namespaces for arg in ("-n", ns)]
+    return subprocess.Popen([sys.executable, "-m", "component_operator.cli", "run", "--standalone", "--metrics-port", "0",
+                             "--config", str(workdir / "config.yaml"), *ns_args],
+                            env={**os.environ}, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_operator(operator: subprocess.Popen) -> None:
+    operator.terminate()
+    try:
+        operator.wait(30)
+    except subprocess.TimeoutExpired:
+        operator.kill()
+        operator.wait(30)
+
+
+def wait_image_ready(custom, namespace: str, name: str = "bench-algo", timeout: float = 120) -> str:
+    """Wait for the ComponentImage to be Ready; its pinned image reference."""
+    def image_ready():
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "componentimages", name)
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
+
+    wait_all(image_ready, timeout)
+    return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "componentimages", name)["status"]["pinnedImage"]
+
+
 def run_component_jobs(api, namespace: str, n: int, operator_pid: int) -> tuple[float, float]:
     custom = client.CustomObjectsApi(api)
 
     def body(i):
         return {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentJob",
-            "metadata": {"name": f"bench-{i:04d}", "annotations": {"sim.testenv/outcome": "succeed", "sim.testenv/after": "0s"}},
+            "metadata": {"name": f"bench-{i:04d}", "annotations": dict(SIM_ANNOTATIONS)},
             "spec": {"image": "bench-algo", "inputs": [{"interface": "bench-bbox", "value": BBOX}], "requiresMemoryGB": 1},
         }
 
@@ -82,22 +161,8 @@ def run_batch_jobs(api, namespace: str, n: int, kcm_pid: int, image: str) -> tup
     batch = client.BatchV1Api(api)
 
     def body(i):
-        return client.V1Job(
-            metadata=client.V1ObjectMeta(name=f"bench-{i:04d}"),
-            spec=client.V1JobSpec(
-                backoff_limit=0,
-                template=client.V1PodTemplateSpec(
-                    metadata=client.V1ObjectMeta(annotations={"sim.testenv/outcome": "succeed", "sim.testenv/after": "0s"}),
-                    spec=client.V1PodSpec(
-                        restart_policy="Never",
-                        automount_service_account_token=False,
-                        containers=[client.V1Container(name="algorithm", image=image,
-                                                       resources=client.V1ResourceRequirements(
-                                                           requests={"cpu": "1", "memory": "1Gi"}, limits={"memory": "1Gi"}))],
-                    ),
-                ),
-            ),
-        )
+        return client.V1Job(metadata=client.V1ObjectMeta(name=f"bench-{i:04d}"),
+                            spec=client.V1JobSpec(backoff_limit=0, template=job_pod_template(image)))
 
     cpu0, t0 = cpu_seconds(kcm_pid), time.monotonic()
     with ThreadPoolExecutor(16) as pool:
@@ -115,10 +180,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=500)
     args = parser.parse_args()
-    env = testenv_env()
-    os.environ.update(env)
-    api = config.new_client_from_config(config_file=env["KUBECONFIG"])
-    api.configuration.connection_pool_maxsize = 32
+    env, api = connect()
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     run_id = uuid.uuid4().hex[:6]
@@ -127,38 +189,18 @@ def main() -> int:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
-    pushed = oci_images.push(f"{env['TESTENV_REGISTRY']}/bench/algo:v1", [oci_images.ImageSpec(label="bench")], workdir / "img",
-                             env={**os.environ})
-    iface = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentInterface", "metadata": {"name": "bench-bbox"},
-             "spec": {"kind": "2D bounding box", "relativePath": "bench-bbox.json"}}
+    pushed = push_bench_image(env, workdir)
+    ensure_interface(custom, "bench-bbox", BBOX_INTERFACE)
+    create_bench_image(custom, ns_c, pushed.ref)
+    operator = start_operator(workdir, [ns_c])
     try:
-        custom.create_cluster_custom_object(GROUP, VERSION, "componentinterfaces", iface)
-    except client.exceptions.ApiException as err:
-        if err.status != 409:
-            raise
-    custom.create_namespaced_custom_object(GROUP, VERSION, ns_c, "componentimages", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentImage", "metadata": {"name": "bench-algo"},
-        "spec": {"image": pushed.ref, "insecureRegistry": True}})
-
-    (workdir / "config.yaml").write_text('podAnnotationPrefixes: ["sim.testenv/"]\n')
-    log = open(workdir / "operator.log", "wb")
-    operator = subprocess.Popen([sys.executable, "-m", "component_operator.cli", "run", "--standalone", "--metrics-port", "0",
-                                 "--config", str(workdir / "config.yaml"), "-n", ns_c],
-                                env={**os.environ}, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def image_ready():
-            obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns_c, "componentimages", "bench-algo")
-            return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
-
-        wait_all(image_ready, 120)
+        pinned = wait_image_ready(custom, ns_c)
         kcm_pid = int(Path(env["TESTENV_DIR"], "kube-controller-manager.pid").read_text())
-        pinned = custom.get_namespaced_custom_object(GROUP, VERSION, ns_c, "componentimages", "bench-algo")["status"]["pinnedImage"]
         n = args.jobs
         c_wall, c_cpu = run_component_jobs(api, ns_c, n, operator.pid)
         b_wall, b_cpu = run_batch_jobs(api, ns_b, n, kcm_pid, pinned)
     finally:
-        operator.terminate()
-        operator.wait(30)
+        stop_operator(operator)
         for ns in (ns_c, ns_b):
             core.delete_namespace(ns)
 

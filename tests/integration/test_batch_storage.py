@@ -14,7 +14,7 @@ from component_operator import GROUP, VERSION
 from component_operator.adapters import s3
 
 from .conftest import wait_until
-from .test_batches import batch_jobs, condition, create_batch, events_of, get_batch, wait_batch
+from .test_batches import batch_jobs, create_batch, events_of, get_batch
 from .test_dataplane_jobs import dataplane_operator  # noqa: F401 - the operator with object storage on
 from .test_jobs import create as create_job
 

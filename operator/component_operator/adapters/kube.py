@@ -97,6 +97,15 @@ def _sanitize(obj: Any) -> dict[str, Any]:
     return api().sanitize_for_serialization(obj)
 
 
+def _drain(response: Any) -> None:
+    """Read a body nobody needs, so urllib3 puts the connection back in its pool (an unread
+    response keeps its connection, and the next call pays a new TCP and TLS handshake)."""
+    _ = response.data
+    release = getattr(response, "release_conn", None)
+    if release is not None:
+        release()
+
+
 def _raw(response: Any) -> dict[str, Any]:
     """The JSON body of a call made with ``_preload_content=False``.
 
@@ -216,8 +225,9 @@ async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
     }[kind]
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(_POOL, functools.partial(create, namespace, body, _preload_content=False,
-                                                             _request_timeout=REQUEST_TIMEOUT))
+        response = await loop.run_in_executor(_POOL, functools.partial(create, namespace, body, _preload_content=False,
+                                                                        _request_timeout=REQUEST_TIMEOUT))
+        _drain(response)
     except ApiException as err:
         if err.status != 409:
             mapped = classify(err, f"create {kind} {name}")

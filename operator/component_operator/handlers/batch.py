@@ -218,10 +218,7 @@ async def _create_jobs(state: BatchState, uid: str, jobs: list[dict[str, Any]]) 
 
 
 def _digest_of(state: BatchState, label: str) -> str:
-    for item in state.plan.items if state.plan else ():
-        if item.digest and identity.label_value(item.digest) == label:
-            return item.digest
-    return label
+    return state.plan.digests_by_label.get(label, label) if state.plan else label
 
 
 async def _apply(batch: dict[str, Any], decision: planning.BatchDecision) -> float | None:

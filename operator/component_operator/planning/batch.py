@@ -24,6 +24,7 @@ makes a twin; the handler also remembers jobs it created that the index has not 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,6 +90,11 @@ class Plan:
     image_digest: str
     found: int
     items: tuple[PlannedItem, ...]  # after the filter (invalid ones included)
+
+    @functools.cached_property
+    def digests_by_label(self) -> dict[str, str]:
+        """inputs-digest label -> digest, for the jobs this plan creates."""
+        return {identity.label_value(i.digest): i.digest for i in self.items if i.digest}
 
 
 @dataclass
