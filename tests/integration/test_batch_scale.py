@@ -246,6 +246,30 @@ def scale_ns(core, custom, ready_image, job_interfaces, testenv):
             return ns not in {n.metadata.name for n in core.list_namespace().items}
 
         wait_until(gone, timeout=900, interval=3, message=f"namespace {ns} and its pods gone")
+        gc_caught_up(core)
+
+
+def gc_caught_up(core, timeout: float = 900) -> None:
+    """Wait until the garbage collector has worked through the deleted objects' dependents: a
+    canary dependent of a deleted owner disappears only once the GC's queue reaches it (later
+    tests rely on ownerReference cascades, e.g. a batch's jobs going with it)."""
+    ns = f"t-gc-canary-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    try:
+        owner = core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
+        ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
+        core.create_namespaced_config_map(ns, client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="dependent", owner_references=[ref])))
+        core.delete_namespaced_config_map("owner", ns)
+
+        def dependent_gone():
+            return "dependent" not in {c.metadata.name for c in core.list_namespaced_config_map(ns).items}
+
+        started = time.monotonic()
+        wait_until(dependent_gone, timeout=timeout, interval=2, message="the garbage collector to catch up")
+        print(f"garbage collector caught up {time.monotonic() - started:.0f} s after the namespace was gone")
+    finally:
+        core.delete_namespace(ns)
 
 
 def test_a_10000_item_batch(custom, core, scale_ns, operator_process):

@@ -246,7 +246,8 @@ async def _read_plan(ctx: OperatorContext, spec: ComponentBatchSpec, generation:
     raw = await _dataset(ctx, spec)
     kept = await _filter(ctx, spec, raw)
     items: list[planning.PlannedItem] = []
-    known = await _known_sha256(ctx, spec, raw)
+    # Only what the filter kept is hashed (a filter on key or size spares reading the rest).
+    known = await _known_sha256(ctx, spec, [entry for entry, verdict in kept if verdict is True])
     for entry, verdict in kept:
         summary = planning.summarize(entry["item"])
         if isinstance(verdict, str):
