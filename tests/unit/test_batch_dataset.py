@@ -62,3 +62,17 @@ def test_object_storage_datasets_need_the_data_plane():
     with pytest.raises(handler.PlanError) as info:
         read(s)
     assert info.value.reason == "NoObjectStorage" and "spec.fromObjectStorage" in info.value.message
+
+
+def test_a_batch_spec_is_parsed_like_a_job_spec_depth_first():
+    from component_operator.planning.jobs import SpecError, parse_spec
+
+    deep: object = 1
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(SpecError) as info:
+        parse_spec({"image": "algo", "itemInterface": "prob", "items": [{"value": 1}, {"value": deep}]},
+                   ComponentBatchSpec)
+    assert str(info.value).startswith("spec.items[1].value: ")
+    with pytest.raises(SpecError, match=r"spec.parallelism: Input should be less than or equal to 1000"):
+        parse_spec({"image": "algo", "itemInterface": "prob", "items": [], "parallelism": 5000}, ComponentBatchSpec)

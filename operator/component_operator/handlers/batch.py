@@ -42,6 +42,7 @@ from ..errors import RefusedError
 from ..planning import batch as planning
 from ..planning import identity
 from ..planning.conditions import is_true, status_changes
+from ..planning.jobs import SpecError, parse_spec
 from .job import JobReconciler
 from .job import attach_indexes
 
@@ -123,9 +124,10 @@ async def reconcile_batch(ctx: OperatorContext, namespace: str, name: str) -> fl
     state = rt.states.setdefault(uid, BatchState())
     now = datetime.now(timezone.utc)
     try:
-        spec = ComponentBatchSpec.model_validate(batch.get("spec"))
-    except ValidationError as err:
-        return await _apply(batch, planning.blocked(batch, "InvalidSpec", _spec_message(err), now=now, failed=True))
+        spec = parse_spec(batch.get("spec"), ComponentBatchSpec)
+    except SpecError as err:
+        message = f"The batch's spec is not valid: {err}"
+        return await _apply(batch, planning.blocked(batch, "InvalidSpec", message, now=now, failed=True))
     image_digest, waiting = _image(ctx, namespace, spec)
     if image_digest is None:
         reason, message, failed = waiting
@@ -150,14 +152,6 @@ async def reconcile_batch(ctx: OperatorContext, namespace: str, name: str) -> fl
     requeue = await _apply(batch, decision)
     await asyncio.sleep(MIN_INTERVAL_SECONDS)  # at most one reconcile a second per batch
     return 0.0 if refused_now else requeue
-
-
-def _spec_message(err: ValidationError) -> str:
-    parts = []
-    for entry in err.errors()[:10]:
-        where = ".".join(str(p) for p in ("spec", *entry["loc"]))
-        parts.append(f"{where}: {entry['msg']}")
-    return "The batch's spec is not valid: " + "; ".join(parts)
 
 
 def _image(ctx: OperatorContext, namespace: str, spec: ComponentBatchSpec) -> tuple[str | None, tuple[str, str, bool]]:

@@ -35,9 +35,8 @@ from ..api.batch import MAX_REPORTED_ITEMS, MAX_REPORTED_MESSAGE, BatchItem, Com
 from ..api.job import JobInput, JobSettings
 from . import identity, names
 from .conditions import set_condition
-from .jobs import Event, rfc3339
+from .jobs import TERMINAL_PHASES, Event, rfc3339
 
-TERMINAL = {"Succeeded", "Failed", "Cancelled"}
 #: Job reasons that mean the item's inputs, not the run, were wrong: the item is invalid.
 INVALID_REASONS = {"InvalidInputs", "InvalidSpec", "InterfaceNotFound", "InputsTooLarge", "NameCollision"}
 BATCH_GENERATION_ANNOTATION = f"{names.LABEL_PREFIX}/batch-generation"
@@ -59,7 +58,7 @@ class JobRun:
 
     @property
     def terminal(self) -> bool:
-        return self.phase in TERMINAL
+        return self.phase in TERMINAL_PHASES
 
     @property
     def succeeded(self) -> bool:

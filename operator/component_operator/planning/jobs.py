@@ -32,9 +32,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .. import kinds
 from ..api.job import ComponentJobSpec, ComponentJobStatus, Phase
@@ -74,6 +74,9 @@ DETAIL_ENTRIES = 64
 DETAIL_CHARS = 2048
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 class SpecError(ValueError):
     """The spec the API server admitted does not fit the operator's model."""
 
@@ -82,15 +85,15 @@ class SpecError(ValueError):
         self.messages = messages
 
 
-def parse_spec(spec: Any) -> ComponentJobSpec:
-    """The one parse of a job's spec (raises ``SpecError`` naming each bad field)."""
+def parse_spec(spec: Any, model: type[M] = ComponentJobSpec) -> M:  # type: ignore[assignment]
+    """The one parse of a job's (or a batch's: ``model``) spec; raises ``SpecError`` naming each bad field."""
     # Free-form values are measured first, without recursion: anything deeper than the limit
     # would make pydantic's (and json's) recursive walks fail on what the API server admitted.
     deep = _too_deep_values(spec)
     if deep:
         raise SpecError(deep)
     try:
-        return ComponentJobSpec.model_validate(spec if spec is not None else {})
+        return model.model_validate(spec if spec is not None else {})
     except ValidationError as err:
         messages = []
         for problem in err.errors()[:10]:
@@ -102,14 +105,17 @@ def parse_spec(spec: Any) -> ComponentJobSpec:
 
 
 def _too_deep_values(spec: Any) -> list[str]:
-    if not isinstance(spec, dict) or not isinstance(spec.get("inputs"), list):
+    """Free-form values nested too deep, in ``spec.inputs`` (jobs, batches) and ``spec.items`` (batches)."""
+    if not isinstance(spec, dict):
         return []
     problems = []
-    for index, item in enumerate(spec["inputs"]):
-        if isinstance(item, dict) and "value" in item:
-            found = too_deep(item["value"])
-            if found is not None:
-                problems.append(f"spec.inputs[{index}].value: " + depth_message(found, "the value"))
+    for key in ("inputs", "items"):
+        entries = spec.get(key)
+        for index, item in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(item, dict) and "value" in item:
+                found = too_deep(item["value"])
+                if found is not None:
+                    problems.append(f"spec.{key}[{index}].value: " + depth_message(found, "the value"))
     return problems
 
 
