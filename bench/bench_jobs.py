@@ -1,26 +1,26 @@
-"""End-to-end throughput: N ComponentJobs through the operator vs N batch/v1 Jobs through the
-controller-manager's Job controller, on the same local control plane and the same kwok nodes.
+"""Shared pieces of the controller benchmarks: the testenv connection, the bench image and
+interfaces, the operator process, and the two kinds of job under comparison.
 
-    python bench/bench_jobs.py [--jobs 500]
+    python bench/bench_jobs.py [options]     (the same as bench/bench_controllers.py)
 
-Needs the local control plane (`make testenv-up`); starts its own operator process. Prints
-wall time from the first create to the last terminal state, the controller's CPU seconds
-(operator process vs kube-controller-manager process, from /proc), and the ratios. Pods are
-completed by kwok the moment they run (no outcome delay), so the figures measure control
-planes, not algorithms.
+Why it exists: bench/bench_controllers.py (ComponentJob vs batch/v1 Job: throughput, writes per
+job, the API server's ceiling, reaction, memory), bench/bench_memory.py and bench/bench_batch.py
+(ComponentBatch vs Indexed Job) drive the same operator against the same control plane with the
+same pods; the helpers live here once. ``connect`` also runs the preflight of bench/benchenv.py
+(installs the CRDs, prints the testenv's mode), so every benchmark works on a fresh environment
+and says whether the API rate limits were lifted. Pods are completed by kwok the moment they run
+(no outcome delay), so the figures measure control planes, not algorithms.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from kubernetes import client, config
 
@@ -29,17 +29,11 @@ sys.path.insert(0, str(REPO))
 from component_operator import GROUP, VERSION  # noqa: E402
 from tests.support import oci_images  # noqa: E402
 
+import benchenv  # noqa: E402 (bench/ is on sys.path: the scripts run from it)
+
 TICKS = os.sysconf("SC_CLK_TCK")
 BBOX = {"version": {"major": 1, "minor": 0}, "type": "2D bounding box", "corners": [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]]}
-
-
-def testenv_env() -> dict[str, str]:
-    out = subprocess.run([str(REPO / "testenv/scripts/testenv.sh"), "env"], capture_output=True, text=True, check=True).stdout
-    env = {}
-    for line in out.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
-    return env
+testenv_env = benchenv.testenv_env
 
 
 def cpu_seconds(pid: int) -> float:
@@ -47,12 +41,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def wait_all(predicate, timeout: float) -> float:
+def wait_all(predicate, timeout: float, interval: float = 0.5) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if predicate():
             return time.monotonic()
-        time.sleep(0.5)
+        time.sleep(interval)
     raise TimeoutError("benchmark did not finish in time")
 
 
@@ -60,6 +54,10 @@ def wait_all(predicate, timeout: float) -> float:
 SIM_ANNOTATIONS = {"sim.testenv/outcome": "succeed", "sim.testenv/after": "0s"}
 BBOX_INTERFACE = {"kind": "2D bounding box", "relativePath": "bench-bbox.json"}
 OPERATOR_CONFIG = 'podAnnotationPrefixes: ["sim.testenv/"]\n'
+#: The label by which each side's pods name their job.
+COMPONENT_JOB_LABEL = f"{GROUP}/job"
+BATCH_JOB_LABEL = "batch.kubernetes.io/job-name"
+TERMINAL_PHASES = {"Succeeded", "Failed", "Cancelled"}
 
 
 def job_pod_template(image: str) -> client.V1PodTemplateSpec:
@@ -77,13 +75,16 @@ def job_pod_template(image: str) -> client.V1PodTemplateSpec:
     )
 
 
-def connect() -> tuple[dict[str, str], client.ApiClient]:
-    """The testenv's environment (also put into os.environ, for the operator) and an API client."""
+def connect(*, quiet: bool = False) -> tuple[dict[str, str], client.ApiClient]:
+    """The testenv's environment (also put into os.environ, for the operator) and an API client,
+    after the preflight: the CRDs installed and the testenv's mode printed (``env["mode"]``
+    holds it, as benchenv.describe's text)."""
     env = testenv_env()
     os.environ.update(env)
+    mode = benchenv.preflight(env, quiet=quiet)
     api = config.new_client_from_config(config_file=env["KUBECONFIG"])
     api.configuration.connection_pool_maxsize = 32
-    return env, api
+    return {**env, "mode": benchenv.describe(mode), "bench_mode": str(mode["bench"])}, api
 
 
 def ensure_interface(custom, name: str, spec: dict) -> None:
@@ -109,7 +110,7 @@ def create_bench_image(custom, namespace: str, ref: str, name: str = "bench-algo
 def start_operator(workdir: Path, namespaces: list[str], config_text: str = OPERATOR_CONFIG) -> subprocess.Popen:
     """`component-operator run --standalone` for these namespaces, logging to workdir/operator.log."""
     (workdir / "config.yaml").write_text(config_text)
-    log = open(workdir / "operator.log", "wb")
+    log = open(workdir / "operator.log", "ab")
     ns_args = [arg for ns in namespaces for arg in ("-n", ns)]
     return subprocess.Popen([sys.executable, "-m", "component_operator.cli", "run", "--standalone", "--metrics-port", "0",
                              "--config", str(workdir / "config.yaml"), *ns_args],
@@ -135,82 +136,70 @@ def wait_image_ready(custom, namespace: str, name: str = "bench-algo", timeout: 
     return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "componentimages", name)["status"]["pinnedImage"]
 
 
-def run_component_jobs(api, namespace: str, n: int, operator_pid: int) -> tuple[float, float]:
-    custom = client.CustomObjectsApi(api)
-
-    def body(i):
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentJob",
-            "metadata": {"name": f"bench-{i:04d}", "annotations": dict(SIM_ANNOTATIONS)},
-            "spec": {"image": "bench-algo", "inputs": [{"interface": "bench-bbox", "value": BBOX}], "requiresMemoryGB": 1},
-        }
-
-    cpu0, t0 = cpu_seconds(operator_pid), time.monotonic()
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "componentjobs", body(i)), range(n)))
-
-    def done():
-        items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "componentjobs")["items"]
-        return sum((i.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled") for i in items) == n
-
-    t1 = wait_all(done, 1800)
-    return t1 - t0, cpu_seconds(operator_pid) - cpu0
+# -- the two kinds of job under comparison (and the plain pod), as plain dicts -----------------
 
 
-def run_batch_jobs(api, namespace: str, n: int, kcm_pid: int, image: str) -> tuple[float, float]:
-    batch = client.BatchV1Api(api)
+def component_job(name: str, annotations: dict | None = None, **spec) -> dict:
+    """A benchmark ComponentJob: the bench image, one bounding box, 1 GiB (the pod: 1 CPU, 1 GiB)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ComponentJob",
+        "metadata": {"name": name, "annotations": dict(annotations or SIM_ANNOTATIONS)},
+        "spec": {"image": "bench-algo", "inputs": [{"interface": "bench-bbox", "value": BBOX}], "requiresMemoryGB": 1,
+                 **spec},
+    }
 
-    def body(i):
-        return client.V1Job(metadata=client.V1ObjectMeta(name=f"bench-{i:04d}"),
-                            spec=client.V1JobSpec(backoff_limit=0, template=job_pod_template(image)))
 
-    cpu0, t0 = cpu_seconds(kcm_pid), time.monotonic()
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: batch.create_namespaced_job(namespace, body(i)), range(n)))
+def batch_job(name: str, template: dict) -> dict:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": template}}
 
-    def done():
-        jobs = batch.list_namespaced_job(namespace).items
-        return sum(bool(j.status.succeeded or j.status.failed) for j in jobs) == n
 
-    t1 = wait_all(done, 1800)
-    return t1 - t0, cpu_seconds(kcm_pid) - cpu0
+def plain_pod(name: str, template: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template.get("metadata", {})},
+            "spec": template["spec"]}
+
+
+def component_job_terminal(obj: dict) -> bool:
+    return ((obj.get("status") or {}).get("phase")) in TERMINAL_PHASES
+
+
+def batch_job_terminal(obj: dict) -> bool:
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+def pod_terminal(obj: dict) -> bool:
+    return (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One way of running N jobs: what to create, how to tell it ended, which label its pods carry."""
+
+    label: str           # column header
+    controller: str      # who drives it
+    resource: str        # what the benchmark creates (kube_raw.path_for)
+    group: str           # the created resource's API group (for the write counter)
+    make: Callable[[str], dict]
+    terminal: Callable[[dict], bool]
+    pod_label: str | None  # the pods' label naming their job (None: the object is the pod)
+
+
+def sides(template: dict) -> dict[str, Side]:
+    """The operator's ComponentJob, the Job controller's batch/v1 Job, and the plain pod (no controller)."""
+    return {
+        "componentjob": Side("ComponentJob", "component-operator", "componentjobs", GROUP, component_job,
+                             component_job_terminal, COMPONENT_JOB_LABEL),
+        "job": Side("batch/v1 Job", "kube-controller-manager", "jobs", "batch", lambda n: batch_job(n, template),
+                    batch_job_terminal, BATCH_JOB_LABEL),
+        "pod": Side("plain Pod", "none (the client's own pods)", "pods", "", lambda n: plain_pod(n, template),
+                    pod_terminal, None),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=500)
-    args = parser.parse_args()
-    env, api = connect()
-    core = client.CoreV1Api(api)
-    custom = client.CustomObjectsApi(api)
-    run_id = uuid.uuid4().hex[:6]
-    ns_c, ns_b = f"bench-cjob-{run_id}", f"bench-job-{run_id}"
-    for ns in (ns_c, ns_b):
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
-    pushed = push_bench_image(env, workdir)
-    ensure_interface(custom, "bench-bbox", BBOX_INTERFACE)
-    create_bench_image(custom, ns_c, pushed.ref)
-    operator = start_operator(workdir, [ns_c])
-    try:
-        pinned = wait_image_ready(custom, ns_c)
-        kcm_pid = int(Path(env["TESTENV_DIR"], "kube-controller-manager.pid").read_text())
-        n = args.jobs
-        c_wall, c_cpu = run_component_jobs(api, ns_c, n, operator.pid)
-        b_wall, b_cpu = run_batch_jobs(api, ns_b, n, kcm_pid, pinned)
-    finally:
-        stop_operator(operator)
-        for ns in (ns_c, ns_b):
-            core.delete_namespace(ns)
-
-    print(f"\n{n} jobs from first create to last terminal state, kwok nodes, same control plane\n")
-    print(f"{'controller':<42}{'wall s':>10}{'jobs/s':>10}{'CPU s':>10}")
-    print(f"{'component-operator (ComponentJob)':<42}{c_wall:>10.1f}{n / c_wall:>10.1f}{c_cpu:>10.1f}")
-    print(f"{'kube-controller-manager (batch/v1 Job)':<42}{b_wall:>10.1f}{n / b_wall:>10.1f}{b_cpu:>10.1f}")
-    print(f"\nratio (operator / Job controller): wall {c_wall / b_wall:.2f}x, CPU {c_cpu / max(b_cpu, 0.01):.2f}x")
-    print("(KCM CPU includes its other controllers; the operator's includes validation and status writes)")
-    return 0
+    import bench_controllers  # the benchmark that used to live here (throughput only) grew there
+    return bench_controllers.main()
 
 
 if __name__ == "__main__":

@@ -134,7 +134,15 @@ fi
 # put on every extension module; the bundled copies get the tag removed (the bootloader
 # loads libpython itself, so the tag is not needed). Only the agent's own imports are
 # followed: nothing of the operator (kopf, kubernetes, jsonschema) is reachable from
-# component_operator.agent.main.
+# component_operator.agent.main. Nor is minio: adapters.s3 imports it only to make a client,
+# which the agent never does (it speaks to the store with presigned URLs through urllib3), so
+# it is left out with what only it needs (pycryptodome, argon2, cffi): every module bundled is
+# unpacked at every start of the agent, twice per job.
+if [[ $NAME == component-operator-agent ]]; then
+  EXCLUDES='"tkinter", "unittest", "pydoc", "doctest", "minio", "Crypto", "argon2", "_argon2_cffi_bindings", "cffi", "_cffi_backend", "pycparser", "sqlite3", "curses", "readline"'
+else
+  EXCLUDES='"tkinter", "unittest", "pydoc", "doctest"'
+fi
 cat >"$WORK/agent.spec" <<SPEC
 # -*- mode: python -*-
 import os, shutil, subprocess
@@ -142,7 +150,7 @@ import os, shutil, subprocess
 a = Analysis(
     [r"$ENTRY"],
     pathex=[r"$PATHEX"],
-    excludes=["tkinter", "unittest", "pydoc", "doctest"],
+    excludes=[$EXCLUDES],
 )
 fixed_dir = os.path.join(r"$WORK", "norpath")
 os.makedirs(fixed_dir, exist_ok=True)
@@ -167,8 +175,13 @@ a.binaries = without_rpath(a.binaries)
 pyz = PYZ(a.pure)
 # The bootstrap modules that unpack the archive (zlib, _struct) are added by PYZ, not Analysis.
 pyz.dependencies = without_rpath(pyz.dependencies)
+# Nothing in the archive is zlib-compressed (PyInstaller compresses every binary by default):
+# the onefile bootloader unpacks it at every start, and inflating the libraries cost about as
+# much as running the agent; the image layer is gzip'ed anyway.
+stored = {typecode: False for typecode in ("EXTENSION", "DATA", "BINARY", "EXECUTABLE", "PYSOURCE", "PYMODULE",
+                                           "SPLASH", "PYZ", "SYMLINK", "DEPENDENCY")}
 exe = EXE(pyz, a.scripts, a.binaries, a.datas, [], name="$NAME", debug=False,
-          strip=True, upx=False, console=True, runtime_tmpdir=None)
+          strip=True, upx=False, console=True, runtime_tmpdir=None, cdict=stored)
 SPEC
 
 log "building $NAME (key $KEY) with PyInstaller ..."

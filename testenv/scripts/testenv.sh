@@ -145,8 +145,11 @@ up() {
   local t0=$SECONDS
   make_pki
   local qps=()
+  # Client rate limits of the scheduler and the controller-manager: default, or lifted (bench).
+  local sched_qps=50 sched_burst=100 kcm_qps=20 kcm_burst=30
   if [[ -n ${TESTENV_BENCH:-} ]]; then
     qps=(--max-requests-inflight=0 --max-mutating-requests-inflight=0 --enable-priority-and-fairness=false)
+    sched_qps=500 sched_burst=1000 kcm_qps=500 kcm_burst=1000
   fi
 
   start etcd "$bin/etcd" --name=testenv --data-dir="$DIR/etcd" \
@@ -183,8 +186,8 @@ apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection:
   kubeconfig: "$DIR/admin.kubeconfig"
-  qps: ${TESTENV_BENCH:+500}${TESTENV_BENCH:-50}
-  burst: ${TESTENV_BENCH:+1000}${TESTENV_BENCH:-100}
+  qps: $sched_qps
+  burst: $sched_burst
 leaderElection:
   leaderElect: false
 EOK
@@ -195,7 +198,7 @@ EOK
     --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --use-service-account-credentials=false --concurrent-job-syncs=5 \
-    --kube-api-qps="${TESTENV_BENCH:+500}${TESTENV_BENCH:-20}" --kube-api-burst="${TESTENV_BENCH:+1000}${TESTENV_BENCH:-30}" \
+    --kube-api-qps="$kcm_qps" --kube-api-burst="$kcm_burst" \
     --node-monitor-period=5s --node-monitor-grace-period=40s
 
   kwok_config

@@ -2,11 +2,8 @@
 
 The examples are applied server-side (as Argo CD with ServerSideApply=true and Flux do), the
 operator reconciles them, and a server-side dry-run re-apply of the same files (`kubectl diff
---server-side`) shows no difference: the operator writes status only, never spec, annotations or
-finalizers of a user's object (kopf's own bookkeeping lives in status.kopf), and of its labels
-at most one, on ComponentJobs: `components.grand-challenge.org/inputs-digest` (status.inputsDigest
-cut to 63 characters, merge-patched under its own field manager: an apply that does not set it
-neither conflicts with it nor removes it). A ComponentBatch in Git is compared like the rest; the jobs it
+--server-side`) shows no difference: the operator writes status only, never spec or metadata of
+a user's object (kopf's own bookkeeping lives in status.kopf). A ComponentBatch in Git is compared like the rest; the jobs it
 creates are not in Git and are not compared. The Argo CD health checks (gitops/argocd/) are then
 run by a real Lua interpreter on the statuses the operator wrote.
 """
@@ -26,10 +23,6 @@ from ..support.cluster import REPO, load_yaml_docs, wait_until
 EXAMPLES = ["interfaces.yaml", "image.yaml", "job.yaml", "gpu-job.yaml", "simulated-outcomes.yaml", "batch.yaml"]
 PLURALS = {"ComponentInterface": "componentinterfaces", "ComponentImage": "componentimages", "ComponentJob": "componentjobs",
            "ComponentBatch": "componentbatches"}
-#: The one label the operator writes on a user's object (ComponentJobs only), and who writes it.
-DIGEST_LABEL = "components.grand-challenge.org/inputs-digest"
-OPERATOR_MANAGER = "component-operator"
-DIGEST_LABEL_FIELDS = {"f:metadata": {"f:labels": {f"f:{DIGEST_LABEL}": {}}}}
 
 
 def _documents(namespace: str) -> list[dict]:
@@ -66,25 +59,17 @@ def _batch_ended(obj: dict) -> bool:
 
 
 def _assert_labels(doc: dict, live: dict) -> None:
-    """The applied labels, untouched; on a ComponentJob at most one more: the inputs digest."""
-    name, labels = doc["metadata"]["name"], dict(live["metadata"].get("labels") or {})
-    applied = doc["metadata"].get("labels") or {}
-    if doc["kind"] == "ComponentJob" and DIGEST_LABEL in labels and DIGEST_LABEL not in applied:
-        digest = (live.get("status") or {}).get("inputsDigest")
-        assert digest, f"{name}: {DIGEST_LABEL} is set but status.inputsDigest is not: {live['metadata']}"
-        assert labels.pop(DIGEST_LABEL) == digest[:63], (name, live["metadata"]["labels"], digest)
-    assert labels == applied, (name, live["metadata"])
+    """The applied labels, untouched, and no more."""
+    assert dict(live["metadata"].get("labels") or {}) == (doc["metadata"].get("labels") or {}), \
+        (doc["metadata"]["name"], live["metadata"])
 
 
 def _assert_managed_fields(doc: dict, live: dict) -> None:
-    """Only the GitOps manager owns anything outside status; the operator at most the digest label
-    of a ComponentJob (its merge patch of metadata.labels)."""
+    """Only the GitOps manager owns anything outside status."""
     for entry in live["metadata"].get("managedFields") or []:
         if entry["manager"] == "gitops" or entry.get("subresource") == "status":
             continue
-        allowed = (doc["kind"] == "ComponentJob" and entry["manager"] == OPERATOR_MANAGER
-                   and entry.get("fieldsV1") == DIGEST_LABEL_FIELDS)
-        assert allowed, f"{doc['kind']} {doc['metadata']['name']}: " + json.dumps(entry)[:2000]
+        raise AssertionError(f"{doc['kind']} {doc['metadata']['name']}: " + json.dumps(entry)[:2000])
 
 
 def test_operator_never_writes_what_gitops_applied(testenv, custom, namespace, operator_process, tmp_path):

@@ -383,6 +383,60 @@ class Scanner:
             self.facts.needs.append(Need(group, resource, verb_of(method, named, watch), origin,
                                          f"{node.attr} ({method} {path})", _guards(mod, node)))
 
+    # -- the async calls (adapters.kube._call and KubeHTTP.call) -------------------------------
+
+    HTTP_CALLERS = {"_call", "call"}
+
+    def _templates(self, mod: Module, expr: ast.expr) -> list[str]:
+        """The path templates an argument names: a module constant, an entry of a module-level
+        dict of them (``CHILD_COLLECTIONS[kind]``: every entry), or ``_path(template, ...)``."""
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == "_path" and expr.args:
+            return self._templates(mod, expr.args[0])
+        if isinstance(expr, ast.Subscript):
+            expr = expr.value
+            for node in mod.tree.body:
+                if (isinstance(node, ast.Assign) and isinstance(expr, ast.Name)
+                        and any(isinstance(t, ast.Name) and t.id == expr.id for t in node.targets)
+                        and isinstance(node.value, ast.Dict)):
+                    return [v.value for v in node.value.values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+        if isinstance(expr, ast.Name):
+            value = _constant(self.modules, mod.name, expr.id)
+            if value is not None:
+                return [value]
+        raise ScanError(f"{mod.path.relative_to(REPO)}:{expr.lineno}: cannot tell the path of {ast.unparse(expr)!r}")
+
+    def scan_http_calls(self) -> None:
+        """``_call("GET", POD, namespace=..., name=...)``: the literal method, the template's path,
+        its placeholders from the call's keywords (resolved like the client calls' arguments)."""
+        for mod in self.modules.values():
+            if mod.name != f"{PACKAGE}.adapters.kube":
+                continue
+            for node in ast.walk(mod.tree):
+                if not (isinstance(node, ast.Call) and len(node.args) >= 2):
+                    continue
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+                if name not in self.HTTP_CALLERS or not (isinstance(node.args[0], ast.Constant)
+                                                         and isinstance(node.args[0].value, str)):
+                    continue
+                method = node.args[0].value
+                fn = _enclosing_function(mod, node)
+                if fn is not None and fn.name == "_call":
+                    continue  # the generic helper itself
+                for template in self._templates(mod, node.args[1]):
+                    placeholders = [p[1:-1] for p in re.findall(r"\{\w+\}", template)
+                                    if p not in ("{name}", "{namespace}", "{version}")]
+                    options: list[dict[str, str]] = [{}]
+                    for key in placeholders:
+                        expr = next((k.value for k in node.keywords if k.arg == key), None)
+                        if expr is None:
+                            raise ScanError(f"{mod.path.relative_to(REPO)}:{node.lineno}: {template} without {key!r}")
+                        options = [{**o, key: v} for o in options for v in sorted(self._values(mod, expr, fn))]
+                    for values in options:
+                        group, resource, named = parse_path(template, values)
+                        self.facts.needs.append(Need(group, resource, verb_of(method, named, False),
+                                                     _qualname(mod, fn), f"{method} {template}", _guards(mod, node)))
+
     # -- kopf -----------------------------------------------------------------------------------
 
     WATCHING = {"event", "index"}
@@ -473,15 +527,28 @@ class Scanner:
                     found += self._patch_users(*self.functions[target], seen)
         return found
 
+    def _kopf_base(self, mod: Module, class_name: str) -> str | None:
+        """The kopf storage a class of this module derives from directly (it decides where
+        kopf's records go; the subclass only changes what they hold)."""
+        for node in mod.tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == class_name:
+                for base in node.bases:
+                    found = self._kopf_name(mod, base)
+                    if found:
+                        return found
+        return None
+
     def _kopf_setting(self, mod: Module, node: ast.Assign) -> None:
         for target in node.targets:
             text = ast.unparse(target)
             origin = _qualname(mod, _enclosing_function(mod, node))
             if text.endswith("persistence.progress_storage") or text.endswith("persistence.diffbase_storage"):
                 value = node.value
-                if not (isinstance(value, ast.Call) and self._kopf_name(mod, value.func)):
+                storage = self._kopf_name(mod, value.func) if isinstance(value, ast.Call) else None
+                if storage is None and isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+                    storage = self._kopf_base(mod, value.func.id)  # a subclass of a kopf storage
+                if storage is None:
                     raise ScanError(f"{mod.path.relative_to(REPO)}:{node.lineno}: {text} is not a kopf storage")
-                storage = self._kopf_name(mod, value.func)
                 if text.endswith("progress_storage"):
                     self.facts.progress_storage = storage
                 else:
@@ -525,6 +592,7 @@ class Scanner:
 def scan(package_dir: Path = PACKAGE_DIR) -> Facts:
     scanner = Scanner(load_modules(package_dir))
     scanner.scan_client_calls()
+    scanner.scan_http_calls()
     scanner.scan_kopf()
     return scanner.finish()
 

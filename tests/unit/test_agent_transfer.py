@@ -245,3 +245,16 @@ def test_preload_and_warm_up_leave_nothing_to_import(tmp_path):
     finally:
         agent_run.unseal_imports(seal)
     assert seal.refused == []
+
+
+def test_agent_imports_no_minio():
+    """The frozen agent is built without minio (``build_agent.sh``): none of its commands may need it."""
+    import subprocess
+
+    code = ("import sys; import component_operator.agent.main, component_operator.agent.run, "
+            "component_operator.agent.prepare, component_operator.agent.result; "
+            "sys.exit(1 if any(m == 'minio' or m.startswith('minio.') for m in sys.modules) else 0)")
+    operator_dir = Path(__file__).resolve().parents[2] / "operator"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=operator_dir, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(operator_dir)})
+    assert proc.returncode == 0, proc.stderr

@@ -1,6 +1,9 @@
-"""Kubernetes API access for the handlers: the official client, run off the event loop.
+"""Kubernetes API access for the handlers, never blocking kopf's event loop.
 
-Every call runs in a dedicated thread pool (never on kopf's event loop). Creates treat 409
+The calls a job makes (read its pod, create its children, patch its status, post events,
+read logs) are async JSON requests on the loop (``kube_http``: measured, the official
+client's per-call machinery was most of the operator's CPU). The rare rest (Secrets, the
+webhook's CA bundle, peering) use the official client in a dedicated thread pool. Creates treat 409
 as success once the existing object is shown to be ours (same controller uid); deletes treat
 404 as success. Errors are mapped to the operator's taxonomy (``component_operator.errors``):
 ``TemporaryError`` for what a retry can fix (connection failures, timeouts, 5xx, 429,
@@ -14,6 +17,7 @@ import asyncio
 import base64
 import functools
 import json
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
@@ -24,10 +28,12 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, VERSION
 from ..errors import RefusedError, TemporaryError
+from .kube_http import KubeHTTP
 
 T = TypeVar("T")
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube")
 _API: client.ApiClient | None = None
+_HTTP: KubeHTTP | None = None
 
 
 __all__ = ["OwnershipError", "RefusedError", "TemporaryError"]
@@ -54,6 +60,65 @@ def api() -> client.ApiClient:
     return _API
 
 
+def http() -> KubeHTTP:
+    """The async transport of the hot-path calls, with the same credentials as ``api()``."""
+    global _HTTP
+    if _HTTP is None:
+        _HTTP = KubeHTTP(api().configuration)
+    return _HTTP
+
+
+async def close() -> None:
+    """Close the async transport's connections (operator clean-up)."""
+    if _HTTP is not None:
+        await _HTTP.close()
+
+
+#: (connect, read) seconds of every API call: nothing the operator waits for can hang.
+REQUEST_TIMEOUT = (10, 60)
+
+
+# The paths of the async calls, in the official client's own template form: ``_call`` fills the
+# placeholders (quoted), and the chart's RBAC test reads these templates and the calls' literal
+# methods (tests/support/rbac_scan.py), as it reads the official client's for the other calls.
+CUSTOM_OBJECTS = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+CUSTOM_OBJECT = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
+CUSTOM_OBJECT_STATUS = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status"
+CLUSTER_CUSTOM_OBJECT_STATUS = "/apis/{group}/{version}/{plural}/{name}/status"
+POD = "/api/v1/namespaces/{namespace}/pods/{name}"
+POD_LOG = "/api/v1/namespaces/{namespace}/pods/{name}/log"
+EVENTS = "/api/v1/namespaces/{namespace}/events"
+#: A job's children by kind: the collection (create) and the object (read after a 409).
+CHILD_COLLECTIONS = {"Pod": "/api/v1/namespaces/{namespace}/pods",
+                     "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
+                     "Secret": "/api/v1/namespaces/{namespace}/secrets",
+                     "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"}
+CHILD_OBJECTS = {"Pod": "/api/v1/namespaces/{namespace}/pods/{name}",
+                 "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps/{name}",
+                 "Secret": "/api/v1/namespaces/{namespace}/secrets/{name}",
+                 "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}"}
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def _path(template: str, values: dict[str, str]) -> str:
+    return template.format(**{key: urllib.parse.quote(str(value), safe="") for key, value in values.items()})
+
+
+async def _call(method: str, template: str, body: Any = None, *, params: dict[str, Any] | None = None,
+                content_type: str = "application/json", timeout: tuple[float, float] = REQUEST_TIMEOUT,
+                text: bool = False, **path: str) -> Any:
+    """One async API call to ``template`` filled with ``path``; errors mapped as ``_run`` maps
+    them (a 404 stays an ``ApiException``)."""
+    try:
+        return await http().call(method, _path(template, path), body, params=params, content_type=content_type,
+                                 timeout=timeout, text=text)
+    except ApiException as err:
+        mapped = classify(err)
+        if mapped is err:
+            raise
+        raise mapped from err
+
+
 def api_message(err: ApiException) -> str:
     """The API server's own words (its Status ``message``), else the HTTP reason."""
     try:
@@ -75,8 +140,6 @@ def classify(err: ApiException, what: str = "") -> Exception:
     return err
 
 
-#: (connect, read) seconds of every API call: nothing the operator waits for can hang.
-REQUEST_TIMEOUT = (10, 60)
 
 
 async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -117,52 +180,52 @@ def _raw(response: Any) -> dict[str, Any]:
 
 
 async def get_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
-    objects = client.CustomObjectsApi(api())
     try:
-        return await _run(objects.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+        return await _call("GET", CUSTOM_OBJECT, group=GROUP, version=VERSION, namespace=namespace, plural=plural, name=name)
     except ApiException as err:
         if err.status == 404:
             return None
         raise
 
 
-async def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
-    """Merge-patch the status; None when the object is gone (deleted meanwhile)."""
-    objects = client.CustomObjectsApi(api())
+class ConflictError(TemporaryError):
+    """A write's ``resourceVersion`` precondition failed: the object changed since it was read."""
+
+
+async def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any],
+                       resource_version: str | None = None) -> dict[str, Any] | None:
+    """Merge-patch the status; the object as written, or None when it is gone (deleted meanwhile).
+
+    With ``resource_version`` the patch applies only to that version of the object (the API
+    server's optimistic concurrency): a decision made on an older copy raises ``ConflictError``
+    instead of overwriting what changed since.
+    """
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
     try:
-        return await _run(
-            objects.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, {"status": status}
-        )
+        return await _call("PATCH", CUSTOM_OBJECT_STATUS, body, content_type=MERGE_PATCH, group=GROUP, version=VERSION,
+                           namespace=namespace, plural=plural, name=name)
+    except TemporaryError as err:
+        if resource_version and isinstance(err.__cause__, ApiException) and err.__cause__.status == 409:
+            raise ConflictError(f"{plural} {namespace}/{name} changed since version {resource_version}") from err
+        raise
     except ApiException as err:
         if err.status == 404:
             return None
         raise
 
 
-#: The field manager of the only metadata the operator writes on a user's object (a label).
+#: The field manager of the objects the operator creates for a user (a ComponentBatch's jobs).
 FIELD_MANAGER = "component-operator"
-
-
-async def patch_labels(namespace: str, plural: str, name: str, labels: dict[str, str]) -> bool:
-    """Merge-patch labels onto an object under the operator's field manager; False when it is gone."""
-    objects = client.CustomObjectsApi(api())
-    try:
-        await _run(objects.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name,
-                   {"metadata": {"labels": labels}}, field_manager=FIELD_MANAGER)
-    except ApiException as err:
-        if err.status == 404:
-            return False
-        raise
-    return True
 
 
 async def create_custom(namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
     """Create a custom object; None when one of that name exists already (409: the caller decides
     whether it is the one it meant to create)."""
-    objects = client.CustomObjectsApi(api())
     try:
-        return _raw(await _run(objects.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body,
-                               field_manager=FIELD_MANAGER, _preload_content=False))
+        return await _call("POST", CUSTOM_OBJECTS, body, params={"fieldManager": FIELD_MANAGER}, group=GROUP,
+                           version=VERSION, namespace=namespace, plural=plural)
     except TemporaryError as err:
         if isinstance(err.__cause__, ApiException) and err.__cause__.status == 409:
             return None
@@ -174,18 +237,17 @@ async def create_custom(namespace: str, plural: str, body: dict[str, Any]) -> di
 
 
 async def patch_cluster_status(plural: str, name: str, status: dict[str, Any]) -> None:
-    objects = client.CustomObjectsApi(api())
     try:
-        await _run(objects.patch_cluster_custom_object_status, GROUP, VERSION, plural, name, {"status": status})
+        await _call("PATCH", CLUSTER_CUSTOM_OBJECT_STATUS, {"status": status}, content_type=MERGE_PATCH, group=GROUP,
+                    version=VERSION, plural=plural, name=name)
     except ApiException as err:
         if err.status != 404:
             raise
 
 
 async def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
-    core = client.CoreV1Api(api())
     try:
-        return _raw(await _run(core.read_namespaced_pod, name, namespace, _preload_content=False))
+        return await _call("GET", POD, namespace=namespace, name=name)
     except ApiException as err:
         if err.status == 404:
             return None
@@ -208,26 +270,9 @@ async def get_secret(namespace: str, name: str) -> dict[str, Any] | None:
 
 async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
     """Create a child object; an existing one with the same name must be ours (else OwnershipError)."""
-    core = client.CoreV1Api(api())
-    net = client.NetworkingV1Api(api())
     namespace, name, kind = body["metadata"]["namespace"], body["metadata"]["name"], body["kind"]
-    create = {
-        "Pod": core.create_namespaced_pod,
-        "ConfigMap": core.create_namespaced_config_map,
-        "Secret": core.create_namespaced_secret,
-        "NetworkPolicy": net.create_namespaced_network_policy,
-    }[kind]
-    read = {
-        "Pod": core.read_namespaced_pod,
-        "ConfigMap": core.read_namespaced_config_map,
-        "Secret": core.read_namespaced_secret,
-        "NetworkPolicy": net.read_namespaced_network_policy,
-    }[kind]
-    loop = asyncio.get_running_loop()
     try:
-        response = await loop.run_in_executor(_POOL, functools.partial(create, namespace, body, _preload_content=False,
-                                                                        _request_timeout=REQUEST_TIMEOUT))
-        _drain(response)
+        await http().call("POST", _path(CHILD_COLLECTIONS[kind], {"namespace": namespace}), body, timeout=REQUEST_TIMEOUT)
     except ApiException as err:
         if err.status != 409:
             mapped = classify(err, f"create {kind} {name}")
@@ -235,7 +280,7 @@ async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
                 mapped = RefusedError(f"create {kind} {name}: {api_message(err)}", 404)
             raise mapped from err
         try:
-            existing = _raw(await _run(read, name, namespace, _preload_content=False))
+            existing = await _call("GET", CHILD_OBJECTS[kind], namespace=namespace, name=name)
         except ApiException as read_err:
             if read_err.status == 404:  # deleted between the two calls: try again
                 raise TemporaryError(f"create {kind} {name}: it existed and is gone now") from read_err
@@ -245,73 +290,81 @@ async def create_owned(body: dict[str, Any], owner_uid: str) -> None:
                 f"{kind} {namespace}/{name} already exists and is not owned by this job; the job's "
                 "child objects have fixed names, so delete or rename that object, or the job"
             ) from err
-    except (urllib3.exceptions.HTTPError, OSError) as err:
-        raise TemporaryError(f"create {kind} {name}: API unreachable: {err}") from err
+    except TemporaryError as err:
+        raise TemporaryError(f"create {kind} {name}: {err}") from err
 
 
 async def delete_pod(namespace: str, name: str) -> None:
-    core = client.CoreV1Api(api())
     try:
-        await _run(core.delete_namespaced_pod, name, namespace, grace_period_seconds=5)
+        await _call("DELETE", POD, params={"gracePeriodSeconds": 5}, namespace=namespace, name=name)
     except ApiException as err:
         if err.status != 404:
             raise
 
 
-async def read_logs(namespace: str, pod: str, container: str, tail_lines: int = 500) -> tuple[str, str]:
-    """(stdout, stderr) of a container, each its last ``tail_lines`` lines, with timestamps.
+class LogReader:
+    """Reads a finished container's log, remembering whether the API server splits streams.
 
-    Separate streams need the PodLogsQuerySplitStreams feature (alpha in Kubernetes 1.36);
-    where the API server refuses the ``stream`` parameter, the combined log counts as stdout.
-    The timeout is short: a node that cannot serve logs (a simulated one) must not stall a job.
+    Separate stdout and stderr need the PodLogsQuerySplitStreams feature (alpha in Kubernetes
+    1.36), and even there the API server refuses ``stream`` together with ``tailLines`` (422).
+    The first refusal is remembered for the life of the process, so every later job costs one
+    request instead of three. The timeout is short: a node that cannot serve logs (a simulated
+    one) must not stall a job.
     """
-    core = client.CoreV1Api(api())
-    base: dict[str, Any] = {"container": container, "tail_lines": tail_lines, "timestamps": True, "_request_timeout": 5}
-    try:
-        stdout, stderr = await asyncio.gather(
-            _run(core.read_namespaced_pod_log, pod, namespace, stream="Stdout", **base),
-            _run(core.read_namespaced_pod_log, pod, namespace, stream="Stderr", **base),
-        )
-        return stdout or "", stderr or ""
-    except (ApiException, TemporaryError, RefusedError) as err:
-        status = getattr(err, "status", None) or getattr(err.__cause__, "status", None)
-        if status not in (400, 422):
+
+    def __init__(self) -> None:
+        #: None: not tried yet; False: refused once, only the combined log is read from now on.
+        self.split_streams: bool | None = None
+
+    async def read(self, namespace: str, pod: str, container: str, tail_lines: int = 500,
+                   combined: bool = False) -> tuple[str, str]:
+        """(stdout, stderr), each its last ``tail_lines`` lines with timestamps; ``combined``
+        (or a server without split streams): the whole log as stdout and an empty stderr."""
+        base: dict[str, Any] = {"container": container, "tailLines": tail_lines, "timestamps": True}
+
+        def read(**stream: str):
+            return _call("GET", POD_LOG, params={**base, **stream}, timeout=(5, 5), text=True, namespace=namespace, name=pod)
+
+        if not combined and self.split_streams is not False:
+            try:
+                stdout, stderr = await asyncio.gather(read(stream="Stdout"), read(stream="Stderr"))
+                self.split_streams = True
+                return stdout or "", stderr or ""
+            except (ApiException, TemporaryError, RefusedError) as err:
+                status = getattr(err, "status", None) or getattr(err.__cause__, "status", None)
+                if status not in (400, 422):
+                    return "", ""
+                self.split_streams = False
+            except Exception:  # noqa: BLE001 - the node may be unreachable; logs are best effort
+                return "", ""
+        try:
+            return (await read()) or "", ""
+        except Exception:  # noqa: BLE001
             return "", ""
-    except Exception:  # noqa: BLE001 - the node may be unreachable; logs are best effort
-        return "", ""
-    try:
-        return (await _run(core.read_namespaced_pod_log, pod, namespace, **base)) or "", ""
-    except Exception:  # noqa: BLE001
-        return "", ""
 
 
 async def post_event(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    """A core/v1 Event about a custom object (best effort: events are not state)."""
+    """A core/v1 Event about a custom object (best effort: events are not state).
+
+    Built and sent as plain JSON (``kube_http``): the client's typed models cost more CPU than
+    the request itself (measured with ``bench/bench_jobs.py --profile``).
+    """
     meta = obj["metadata"]
-    now = datetime.now(timezone.utc)
-    event = client.CoreV1Event(
-        metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta.get("namespace") or "default"),
-        involved_object=client.V1ObjectReference(
-            api_version=obj.get("apiVersion"),
-            kind=obj.get("kind"),
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            uid=meta.get("uid"),
-            resource_version=meta.get("resourceVersion"),
-        ),
-        reason=reason[:128],
-        message=message[:1024],
-        type=type_,
-        first_timestamp=now,
-        last_timestamp=now,
-        count=1,
-        source=client.V1EventSource(component="component-operator"),
-        reporting_component="component-operator",
-        reporting_instance="component-operator",
-    )
-    core = client.CoreV1Api(api())
+    namespace = meta.get("namespace") or "default"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+        "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
+                           "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                           "resourceVersion": meta.get("resourceVersion")},
+        "reason": reason[:128], "message": message[:1024], "type": type_,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "source": {"component": "component-operator"},
+        "reportingComponent": "component-operator", "reportingInstance": "component-operator",
+    }
     try:
-        await _run(core.create_namespaced_event, meta.get("namespace") or "default", event)
+        await _call("POST", EVENTS, event, namespace=namespace)
     except Exception:  # noqa: BLE001 - an event that cannot be posted must not fail a reconcile
         pass
 

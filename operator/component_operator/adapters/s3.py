@@ -3,9 +3,9 @@
 Job inputs, outputs and the signed result document live in object storage. Both sides use
 this one small adapter: the operator (reading results, listing and deleting a job's prefix)
 and the agent inside the job pod (staging inputs, uploading outputs), which is frozen into a
-static executable, so the module stays light: it imports only the ``minio`` client (pinned;
-it speaks S3 with path-style addressing, which MinIO and most on-premises stores need) and
-``urllib3``.
+static executable, so the module stays light: it imports ``urllib3``, and the ``minio`` client
+(pinned; it speaks S3 with path-style addressing, which MinIO and most on-premises stores
+need) only when a client is made, which the agent never does.
 
 Errors are mapped to two families so that callers decide without knowing the client library:
 
@@ -38,12 +38,33 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import urllib3
-from minio import Minio
-from minio.error import InvalidResponseError, MinioException, S3Error as _MinioS3Error, ServerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from minio import Minio
+
+# minio is imported when a client is made (``S3Store``), not with this module: the data-plane
+# agent imports this module for ``parse_uri``, the error classes and the presigner's types and
+# never makes a client, so it starts without minio's import time (and is frozen without it).
+
+
+def _minio_errors():
+    """minio's exception classes (S3Error, ServerError, InvalidResponseError, MinioException),
+    or four never-raised placeholders when minio was never imported: then none can be raised."""
+    import sys
+
+    if "minio" not in sys.modules:
+        return (_NeverRaised,) * 4
+    from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+
+    return S3Error, ServerError, InvalidResponseError, MinioException
+
+
+class _NeverRaised(Exception):
+    """Stands in for minio's exceptions before minio is imported."""
 
 __all__ = [
     "AccessDeniedError",
@@ -125,6 +146,7 @@ def _map_error(err: BaseException, uri: str) -> S3Error:
     """Our error for a client-library (or network) exception."""
     if isinstance(err, S3Error):
         return err
+    _MinioS3Error, ServerError, InvalidResponseError, MinioException = _minio_errors()
     if isinstance(err, _MinioS3Error):
         code = err.code or ""
         status = getattr(getattr(err, "response", None), "status", 0) or 0
@@ -163,7 +185,7 @@ class _Mapped:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None or isinstance(exc, S3Error) or not isinstance(
-            exc, (MinioException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+            exc, (_minio_errors()[3], urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
         ):
             return False
         raise _map_error(exc, self.uri) from exc
@@ -300,6 +322,8 @@ class ObjectStore:
                 pool["ca_certs"] = settings.ca_file or _default_ca_bundle()
             else:
                 pool["cert_reqs"] = "CERT_NONE"
+        from minio import Minio
+
         client = Minio(
             host,
             access_key=settings.access_key,
@@ -324,7 +348,7 @@ class ObjectStore:
                 return False
             try:
                 self._client.make_bucket(bucket, location=self.settings.region)
-            except _MinioS3Error as err:
+            except _minio_errors()[0] as err:
                 if err.code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     return False
                 raise
@@ -341,7 +365,7 @@ class ObjectStore:
         with _Mapped(uri):
             try:
                 self._client.remove_bucket(bucket)
-            except _MinioS3Error as err:
+            except _minio_errors()[0] as err:
                 if err.code != "NoSuchBucket":
                     raise
 

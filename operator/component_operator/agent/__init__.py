@@ -4,8 +4,10 @@ Why it exists: the operator never sees the algorithm's files. Something inside t
 stage the inputs, run the unmodified algorithm (it reads ``/input``, writes ``/output``), time
 it, upload what it wrote and report back in a form the algorithm cannot forge. That is this
 package. It is frozen into one static executable (``testenv/scripts/build_agent.sh``), so it
-imports only the standard library, pydantic, urllib3 and ``adapters.s3`` (never ``kinds`` or
-kopf).
+imports only the standard library, pydantic, urllib3 and ``adapters.s3`` (never ``kinds``,
+kopf or minio: ``adapters.s3`` imports minio only to make a client, and the frozen agent is
+built without it). Every module it imports is unpacked and loaded at each of its two starts
+per job (``prepare``, ``run``), so the hot path stays this small (a unit test checks).
 
 Contract with the operator
 ==========================

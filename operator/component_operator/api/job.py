@@ -203,5 +203,6 @@ class ComponentJobStatus(StatusModel):
     inputs_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """SHA-256 over the image's pinned digest, the canonical inputs (values by content, files and
     images by their SHA-256), the model and the ground truth: the "same run" identity batches skip
-    by. Its first 63 hex digits are the label components.grand-challenge.org/inputs-digest."""
+    by. The jobs a batch creates carry its first 63 hex digits as the label
+    components.grand-challenge.org/inputs-digest."""
     observed_generation: int | None = None

@@ -30,6 +30,7 @@ from ..planning.conditions import status_changes
 from ..planning.jobs import Decision, Observation, PodLogs, SpecError, decide, fail, parse_spec, parse_time
 from ..agent.logs import split_user_logs
 from . import results
+from .watch_cache import WatchCache
 
 log = logging.getLogger("component_operator.jobs")
 TERMINAL = {p.value for p in Phase if p.is_terminal}
@@ -62,6 +63,10 @@ class JobReconciler:
         self.started: dict[tuple[str, str], float] = {}
         #: The ComponentImage each live job runs: an image's events wake only its own jobs.
         self.image_of: dict[tuple[str, str], str] = {}
+        #: The newest copies of live jobs and their pods (watch events and our own writes).
+        self.seen = WatchCache()
+        #: Whether the API server splits log streams (learned once).
+        self.log_reader = kube.LogReader()
 
     def kick(self, key: tuple[str, str]) -> None:
         if key in self.running:
@@ -83,9 +88,11 @@ class JobReconciler:
         self.timers.pop(key, None)
         self.kick(key)
 
-    def forget(self, key: tuple[str, str]) -> None:
+    def forget(self, key: tuple[str, str], ended: bool = False) -> None:
+        """Drop everything kept about a job (``ended``: it is terminal, not gone)."""
         self.failures.pop(key, None)
         self.image_of.pop(key, None)
+        self.seen.forget(key, ended)
         handle = self.timers.pop(key, None)
         if handle is not None:
             handle.cancel()
@@ -189,8 +196,11 @@ class JobReconciler:
 async def _logs(ctx: OperatorContext, namespace: str, pod: dict) -> PodLogs | None:
     if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
         return None
-    stdout, stderr = await kube.read_logs(namespace, pod["metadata"]["name"], "algorithm")
-    if ctx.config.object_storage is None:
+    # With the data plane on, the agent marks each line's stream itself: one combined read.
+    data_plane = ctx.config.object_storage is not None
+    stdout, stderr = await ctx.reconciler.log_reader.read(namespace, pod["metadata"]["name"], "algorithm",
+                                                          combined=data_plane)
+    if not data_plane:
         return PodLogs(stdout=stdout, stderr=stderr)
     # The agent writes JSON lines; keep the algorithm's own lines, per stream, without internals.
     lines = [_strip_timestamp(line) for line in (stdout + "\n" + stderr).splitlines()]
@@ -204,20 +214,56 @@ def _strip_timestamp(line: str) -> str:
 
 
 async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> float | None:
-    """Gather, decide, act for one job; the delay before the next look (None: done)."""
+    """Gather, decide, act for one job; the delay before the next look (None: done).
+
+    It decides from the newest copy the watches delivered (``watch_cache``); a decision that
+    creates objects is first checked against a fresh read, and a status write made on a copy
+    that proves stale (409) is decided again once from a fresh read.
+    """
+    key = (namespace, name)
+    seen = ctx.reconciler.seen
+    if key in seen.ended:
+        return None  # terminal: never left, nothing to read
+    job, fresh = seen.job(key), False
+    for _ in range(2):
+        if job is None:
+            job, fresh = await kube.get_custom(namespace, "componentjobs", name), True
+            if job is None:
+                metrics.PHASES.observe(key, None)
+                ctx.reconciler.forget(key)
+                return None
+        status = job.get("status") if isinstance(job.get("status"), dict) else {}
+        if status.get("phase") in TERMINAL:
+            metrics.PHASES.observe(key, status["phase"])
+            ctx.reconciler.forget(key, ended=True)
+            return None
+        observation = await _observe(ctx, job)
+        decision = decide(observation)
+        if decision.create and not fresh:
+            latest = await kube.get_custom(namespace, "componentjobs", name)
+            fresh = True
+            if latest is None or _version(latest) != _version(job):
+                job = latest
+                continue  # decide again on what is there now
+        try:
+            return await _act(ctx, observation, decision)
+        except kube.ConflictError:
+            if fresh:
+                raise  # a concurrent writer: the work queue's bounded retries take over
+            seen.drop_job(key)
+            job = None
+    raise AssertionError("unreachable: the second pass decides on a fresh read")
+
+
+def _version(obj: dict) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+async def _observe(ctx: OperatorContext, job: dict) -> Observation:
+    """Everything ``decide`` needs about one job: its pod, logs, result, input checks, hashes."""
     reconciler = ctx.reconciler
-    job = await kube.get_custom(namespace, "componentjobs", name)
-    if job is None:
-        metrics.PHASES.observe((namespace, name), None)
-        reconciler.forget((namespace, name))
-        return None
-    status = job.get("status") or {}
-    if not isinstance(status, dict):
-        status = {}
-    if status.get("phase") in TERMINAL:
-        metrics.PHASES.observe((namespace, name), status["phase"])
-        reconciler.forget((namespace, name))
-        return None
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    status = job.get("status") if isinstance(job.get("status"), dict) else {}
     try:
         spec = parse_spec(job.get("spec"))
     except SpecError:
@@ -225,7 +271,9 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
     attempt = int(status.get("attempt", 0) or 0) if str(status.get("attempt", 0)).isdigit() else 0
     pod = None
     if status.get("phase") not in (None, Phase.VALIDATING_INPUTS.value, Phase.QUEUED.value, Phase.RE_QUEUED.value):
-        pod = await kube.get_pod(namespace, names.pod_name(name, attempt))
+        pod_name = names.pod_name(name, attempt)
+        # A pod the watch has not shown (yet) is read: its absence must be the API server's word.
+        pod = reconciler.seen.pod((namespace, name), pod_name) or await kube.get_pod(namespace, pod_name)
     interfaces = reconciler.all_interfaces()
     config = ctx.config
     result = None
@@ -246,7 +294,7 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
         unknown = identity.sources_without_sha256(identity.job_identity(spec, ""))
         if unknown:  # the identity names files by content: hash the ones given only by URI (bounded, cached)
             sha256_of, _ = await reconciler.outside_slot(ctx.content_hashes.sha256_of_uris(unknown))
-    observation = Observation(
+    return Observation(
         job=job,
         image=reconciler.lookup_image(namespace, spec.image) if spec is not None else None,
         interfaces=interfaces,
@@ -261,27 +309,32 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
         input_problems=input_problems,
         sha256_of=sha256_of,
     )
-    decision = decide(observation)
+
+
+async def _act(ctx: OperatorContext, observation: Observation, decision: Decision) -> float | None:
+    job, spec = observation.job, observation.spec
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     if spec is not None and decision.status.get("phase") not in TERMINAL:
-        reconciler.image_of[(namespace, name)] = spec.image
+        ctx.reconciler.image_of[(namespace, name)] = spec.image
     uid = job["metadata"]["uid"]
     if any(obj["kind"] == "Pod" for obj in decision.create):
         await _mark_interfaces_in_use(observation)
     for obj in decision.create:
         await kube.create_owned(obj, uid)
-    return await _apply(job, status, decision)
+    status = job.get("status") if isinstance(job.get("status"), dict) else {}
+    return await _apply(ctx.reconciler.seen, job, status, decision)
 
 
-async def _apply(job: dict, status: dict, decision: Decision) -> float | None:
+async def _apply(seen: WatchCache, job: dict, status: dict, decision: Decision) -> float | None:
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    if decision.labels and not await kube.patch_labels(namespace, "componentjobs", name, decision.labels):
-        return None  # deleted meanwhile
     for pod_name in decision.delete_pods:
         await kube.delete_pod(namespace, pod_name)
     changes = status_changes(status, decision.status)
     if changes:
-        if await kube.patch_status(namespace, "componentjobs", name, changes) is None:
+        written = await kube.patch_status(namespace, "componentjobs", name, changes, resource_version=_version(job))
+        if written is None:
             return None  # deleted meanwhile
+        seen.wrote_job((namespace, name), written)
         _record_transition(job, status, decision.status)
     for event in decision.events if changes else []:
         await kube.post_event(job, event.type, event.reason, event.message)
@@ -305,7 +358,7 @@ async def end_job(ctx: OperatorContext, namespace: str, name: str, *, reason: st
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         decision = Decision(status={**status, "phase": Phase.FAILED.value, "reason": reason,
                                     "errorMessage": message[:1024], "completedAt": now})
-    await _apply(job, status, decision)
+    await _apply(ctx.reconciler.seen, job, status, decision)
 
 
 async def _mark_interfaces_in_use(observation: Observation) -> None:
@@ -368,24 +421,34 @@ def attach_indexes(memo: kopf.Memo, component_interfaces, component_images) -> J
 @kopf.on.event(GROUP, VERSION, "componentjobs")
 async def job_event(event, namespace, name, body, memo, component_interfaces, component_images, **_):
     reconciler = attach_indexes(memo, component_interfaces, component_images)
+    key = (namespace, name)
     if event.get("type") == "DELETED":
-        metrics.PHASES.observe((namespace, name), None)
-        reconciler.forget((namespace, name))
+        metrics.PHASES.observe(key, None)
+        reconciler.forget(key)
         return
     status = body.get("status")
     phase = status.get("phase") if isinstance(status, dict) else None
     phase = phase if isinstance(phase, str) else None
-    metrics.PHASES.observe((namespace, name), phase or Phase.VALIDATING_INPUTS.value)
-    if phase not in TERMINAL:
-        reconciler.kick((namespace, name))
+    metrics.PHASES.observe(key, phase or Phase.VALIDATING_INPUTS.value)
+    if phase in TERMINAL:
+        reconciler.forget(key, ended=True)
+        return
+    reconciler.seen.ended.discard(key)  # a new job of the same name
+    # The echo of the operator's own status write changes nothing it decided on: no reconcile.
+    if reconciler.seen.see_job(key, body) or key not in reconciler.running and key not in reconciler.timers:
+        reconciler.kick(key)
 
 
 @kopf.on.event("", "v1", "pods", labels={names.JOB_UID_LABEL: kopf.PRESENT})
-async def pod_event(namespace, body, memo, component_interfaces, component_images, **_):
+async def pod_event(event, namespace, body, memo, component_interfaces, component_images, **_):
     reconciler = attach_indexes(memo, component_interfaces, component_images)
     for ref in body["metadata"].get("ownerReferences") or []:
         if ref.get("kind") == "ComponentJob" and ref.get("controller") and isinstance(ref.get("name"), str):
-            reconciler.kick((namespace, ref["name"]))
+            key = (namespace, ref["name"])
+            if key in reconciler.seen.ended:
+                return  # its job is terminal: a finished pod's later updates decide nothing
+            reconciler.seen.see_pod(key, body, deleted=event.get("type") == "DELETED")
+            reconciler.kick(key)
 
 
 @kopf.on.event(GROUP, VERSION, "componentimages")

@@ -63,6 +63,11 @@ FATAL_WAITING_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverP
                          "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 PULL_REASONS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "ErrImagePull"}
 
+#: Phases announced by an Event besides the terminal ones: the pod's creation and each retry.
+#: The others are in the status only (a job's events are the writes users look at; one per
+#: phase would be about as many writes as the job's own).
+EVENT_PHASES = frozenset({Phase.PROVISIONING, Phase.RE_QUEUED})
+
 WAIT_POLL_SECONDS = 5.0
 IMAGE_WAIT_POLL_SECONDS = 30.0
 #: The whole status is kept below this many bytes of JSON (etcd refuses objects over 1.5 MiB;
@@ -196,8 +201,6 @@ class Decision:
     delete_pods: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
-    #: Labels to set on the job itself (only the inputs-digest label).
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -242,7 +245,8 @@ class _Builder:
         )
 
     def move(self, phase: Phase, reason: str | None = None, message: str = "", event_type: str = "Normal") -> None:
-        if self.phase != phase or self.current.get("phase") is None:
+        entering = self.phase != phase or self.current.get("phase") is None
+        if entering and (phase in EVENT_PHASES or phase.is_terminal):
             text = message or phase.value
             self.decision.events.append(Event(event_type, reason or phase.value.replace(" ", ""), text))
         self.status["phase"] = phase.value
@@ -409,16 +413,17 @@ def _start_attempt(b: _Builder) -> Decision:
 
 
 def _record_identity(b: _Builder, image_status: Mapping[str, Any]) -> None:
-    """Record the run's inputs digest (status and label) once the pinned image is known."""
-    digest = b.status.get("inputsDigest")
-    if not digest and image_status.get("imageSha256"):
+    """Record the run's inputs digest in the status once the pinned image is known.
+
+    Status only: the batch index reads ``status.inputsDigest`` (or the label a batch puts on
+    the jobs it creates), so a user's job gets no metadata write (and one write less).
+    """
+    if not b.status.get("inputsDigest") and image_status.get("imageSha256"):
         try:
             digest = identity.inputs_digest(identity.job_identity(b.typed, image_status["imageSha256"]), b.obs.sha256_of)
         except identity.UnknownContentError:
             return  # an object without a known SHA-256 (no object storage to hash it): no identity
         b.status["inputsDigest"] = digest
-    if digest and (b.meta.get("labels") or {}).get(identity.INPUTS_DIGEST_LABEL) != identity.label_value(digest):
-        b.decision.labels[identity.INPUTS_DIGEST_LABEL] = identity.label_value(digest)
 
 
 def _container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
