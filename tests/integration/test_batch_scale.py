@@ -49,6 +49,13 @@ RESULTS = Path(os.environ.get("BATCH_SCALE_RESULTS") or REPO / "bench" / "result
 ITEMS = int(os.environ.get("BATCH_SCALE_ITEMS", "10000"))
 FIRST = max(ITEMS // 10, 1)
 PARALLELISM = 200
+#: The jobs' schedulingTimeoutSeconds. Parallelism 200 on 64 kwok slots keeps ~136 pods waiting
+#: for capacity for the whole run, and kube-scheduler re-queues them in no fixed order. With the
+#: default 600 s, one job in 10,000 failed in CI at 13e9e23 (a faster operator fills the queue
+#: sooner); by the size of its failedItems entry most likely SchedulingTimeout (its reason was
+#: not recorded then: the assertion now shows the reported items). The test is about the batch,
+#: not the scheduler's fairness, so the bound is an hour (the whole run is about 26 minutes).
+QUEUE_TIMEOUT = 3600
 CHART_MEMORY_LIMIT_MIB = 1536  # charts/component-operator/values.yaml: resources.limits.memory
 STALL_SECONDS = 300  # no item settled for this long: the operator is stuck
 SMALL = 64 * 1024
@@ -151,6 +158,8 @@ def run_to_complete(custom, core, ns: str, body: dict, pid: int, operator_proces
         "object_bytes": len(json.dumps(batch)), "object_without_items_bytes": len(json.dumps(without_items)),
         "status_bytes": len(json.dumps(batch["status"])),
         "failed_items": len(batch["status"].get("failedItems") or []),
+        # The first few as reported (index, job, reason, message): a failure says why.
+        "failed_items_sample": (batch["status"].get("failedItems") or [])[:5],
         "started_at": batch["status"].get("startedAt"), "completed_at": batch["status"].get("completedAt"),
     }
 
@@ -279,14 +288,15 @@ def test_a_10000_item_batch(custom, core, scale_ns, operator_process):
     runs = {}
 
     # 1,000 items (values 0.20000 ... 0.20999: none of them is one of the 10,000 below).
-    body = make_batch("scale-1k", [(20_000 + i) / 100_000 for i in range(FIRST)], after="0s", parallelism=PARALLELISM)
+    body = make_batch("scale-1k", [(20_000 + i) / 100_000 for i in range(FIRST)], after="0s", parallelism=PARALLELISM,
+                      schedulingTimeoutSeconds=QUEUE_TIMEOUT)
     runs["1k"] = run_to_complete(custom, core, ns, body, pid, operator_process, timeout=1200)
     rss[FIRST] = memory(pid)
     assert runs["1k"]["counts"]["succeeded"] == FIRST and runs["1k"]["counts"]["total"] == FIRST, runs["1k"]["counts"]
 
     # 10,000 items, 10,000 distinct floats.
     items = [i / 100_000 for i in range(ITEMS)]
-    body = make_batch("scale-10k", items, after="0s", parallelism=PARALLELISM)
+    body = make_batch("scale-10k", items, after="0s", parallelism=PARALLELISM, schedulingTimeoutSeconds=QUEUE_TIMEOUT)
     runs["10k"] = run_to_complete(custom, core, ns, body, pid, operator_process, timeout=3600)
     rss[ITEMS] = memory(pid)
     jobs = batch_jobs_summary(custom, ns, runs["10k"]["uid"])
@@ -294,7 +304,8 @@ def test_a_10000_item_batch(custom, core, scale_ns, operator_process):
 
     # The same spec again, under a second name: every item exists, nothing runs.
     jobs_before = count_jobs(custom, ns)
-    again = make_batch("scale-10k-again", items, after="0s", parallelism=PARALLELISM)
+    again = make_batch("scale-10k-again", items, after="0s", parallelism=PARALLELISM,
+                       schedulingTimeoutSeconds=QUEUE_TIMEOUT)
     runs["10k-again"] = run_to_complete(custom, core, ns, again, pid, operator_process, timeout=900)
     rss["10k-again"] = memory(pid)
     again_jobs = custom.list_namespaced_custom_object(
@@ -326,7 +337,8 @@ def test_a_10000_item_batch(custom, core, scale_ns, operator_process):
 
     # The counts, one job per item.
     assert ten["counts"] == {"found": ITEMS, "total": ITEMS, "existing": 0, "pending": 0, "running": 0,
-                             "succeeded": ITEMS, "failed": 0, "invalid": 0, "deferred": 0}, ten["counts"]
+                             "succeeded": ITEMS, "failed": 0, "invalid": 0, "deferred": 0}, \
+        (ten["counts"], ten["failed_items_sample"])
     assert ten["progress"] == f"{ITEMS}/{ITEMS}"
     assert len(jobs) == ITEMS, f"{len(jobs)} jobs for {ITEMS} items"
     assert {j["phase"] for j in jobs} == {"Succeeded"}
