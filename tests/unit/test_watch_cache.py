@@ -57,7 +57,10 @@ def test_forget_drops_everything_and_remembers_only_that_a_job_ended():
     cache.forget(KEY, ended=True)
     assert cache.job(KEY) is None and cache.pod(KEY, "job-0") is None and not cache.written
     assert KEY in cache.ended and len(cache) == 0
-    cache.forget(KEY)  # deleted (or a new job of that name): not ended any more
+    cache.forget(KEY)  # deleted: not ended any more
+    assert KEY not in cache.ended
+    cache.forget(KEY, ended=True)
+    cache.see_job(KEY, job("9"))  # a new, live job of that name
     assert KEY not in cache.ended
 
 

@@ -160,15 +160,6 @@ def _sanitize(obj: Any) -> dict[str, Any]:
     return api().sanitize_for_serialization(obj)
 
 
-def _drain(response: Any) -> None:
-    """Read a body nobody needs, so urllib3 puts the connection back in its pool (an unread
-    response keeps its connection, and the next call pays a new TCP and TLS handshake)."""
-    _ = response.data
-    release = getattr(response, "release_conn", None)
-    if release is not None:
-        release()
-
-
 def _raw(response: Any) -> dict[str, Any]:
     """The JSON body of a call made with ``_preload_content=False``.
 

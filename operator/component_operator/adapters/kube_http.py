@@ -55,7 +55,7 @@ class KubeHTTP:
         # Made inside the running loop on first use (aiohttp binds a session to its loop).
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=POOL_SIZE, ssl=self._ssl())
-            self._session = aiohttp.ClientSession(connector=connector, json_serialize=json.dumps)
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def close(self) -> None:

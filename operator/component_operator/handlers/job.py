@@ -232,6 +232,7 @@ async def reconcile_job(ctx: OperatorContext, namespace: str, name: str) -> floa
                 metrics.PHASES.observe(key, None)
                 ctx.reconciler.forget(key)
                 return None
+            seen.see_job(key, job)  # the next look starts from this read, not from another
         status = job.get("status") if isinstance(job.get("status"), dict) else {}
         if status.get("phase") in TERMINAL:
             metrics.PHASES.observe(key, status["phase"])
@@ -433,9 +434,9 @@ async def job_event(event, namespace, name, body, memo, component_interfaces, co
     if phase in TERMINAL:
         reconciler.forget(key, ended=True)
         return
-    reconciler.seen.ended.discard(key)  # a new job of the same name
-    # The echo of the operator's own status write changes nothing it decided on: no reconcile.
-    if reconciler.seen.see_job(key, body) or key not in reconciler.running and key not in reconciler.timers:
+    # The echo of the operator's own status write changes nothing it decided on: no reconcile
+    # (unless the job is not tracked at all: no reconcile running, none scheduled).
+    if reconciler.seen.see_job(key, body) or (key not in reconciler.running and key not in reconciler.timers):
         reconciler.kick(key)
 
 

@@ -57,9 +57,10 @@ class WatchCache:
         self.ended: set[Key] = set()
 
     def see_job(self, key: Key, body: Mapping[str, Any]) -> bool:
-        """Record a job from a watch event; False when it is the operator's own last write
-        (nothing new to decide on)."""
+        """Record a non-terminal job (a watch event or a read); False when it is the operator's
+        own last write (nothing new to decide on)."""
         body = dict(body)
+        self.ended.discard(key)  # not terminal (the caller checks): a new job of the same name
         if newer(body, self.jobs.get(key)):
             self.jobs[key] = body
         version = (body.get("metadata") or {}).get("resourceVersion")
