@@ -112,7 +112,11 @@ def start_operator(workdir: Path, namespaces: list[str], config_text: str = OPER
     (workdir / "config.yaml").write_text(config_text)
     log = open(workdir / "operator.log", "ab")
     ns_args = [arg for ns in namespaces for arg in ("-n", ns)]
-    return subprocess.Popen([sys.executable, "-m", "component_operator.cli", "run", "--standalone", "--metrics-port", "0",
+    # BENCH_TRACEMALLOC=FILE: the operator runs under tracemalloc_operator.py (SIGUSR1 dumps to FILE).
+    trace = os.environ.get("BENCH_TRACEMALLOC")
+    command = ([sys.executable, str(REPO / "bench" / "tracemalloc_operator.py"), trace, "--"] if trace
+               else [sys.executable, "-m", "component_operator.cli"])
+    return subprocess.Popen([*command, "run", "--standalone", "--metrics-port", "0",
                              "--config", str(workdir / "config.yaml"), *ns_args],
                             env={**os.environ}, stdout=log, stderr=subprocess.STDOUT)
 

@@ -29,6 +29,8 @@ bounded: namespaces are deleted, waited for at most --cleanup-timeout s, and lef
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import yaml
@@ -117,6 +119,11 @@ def _measure_side(bench, key: str, namespace: str, steps: list[int], share: floa
             from bench_controllers import settle
             settle(lambda: bj.cpu_seconds(pid()))
             own = rss_mib(pid())
+            trace = os.environ.get("BENCH_TRACEMALLOC")
+            if trace and key == "componentjob":  # tracemalloc_operator.py: where the memory is held
+                before = os.path.getsize(trace) if os.path.exists(trace) else 0
+                os.kill(pid(), signal.SIGUSR1)
+                bj.wait_all(lambda: os.path.exists(trace) and os.path.getsize(trace) > before, 300, 1)
             phases = [p for p in state.pod_phase.values() if p in ("Pending", "Running")]
             row = {"jobs": step, "terminal": len(state.terminal), "hanging_with_pod": len(state.with_pod - state.terminal),
                    "pods_pending": phases.count("Pending"), "pods_running": phases.count("Running"),

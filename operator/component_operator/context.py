@@ -33,6 +33,8 @@ class OperatorContext:
     #: The ComponentBatch work queue (same machinery as the jobs', its own slots and counters).
     batches: Any = None
     metrics_serving: bool = False
+    #: ``handlers.pod_watch.PodWatch``: the job pods' own watch (started at start-up).
+    pod_watch: Any = None
     #: Names of kopf's watcher tasks seen running (the liveness probe notices one that stopped).
     watchers_seen: set[str] = field(default_factory=set)
 

@@ -385,7 +385,9 @@ class Scanner:
 
     # -- the async calls (adapters.kube._call and KubeHTTP.call) -------------------------------
 
-    HTTP_CALLERS = {"_call", "call"}
+    HTTP_CALLERS = {"_call", "call", "_stream", "stream"}
+    #: The callers that watch (a GET of a collection through them is "watch", not "list").
+    WATCHING_CALLERS = {"_stream", "stream"}
 
     def _templates(self, mod: Module, expr: ast.expr) -> list[str]:
         """The path templates an argument names: a module constant, an entry of a module-level
@@ -421,8 +423,8 @@ class Scanner:
                     continue
                 method = node.args[0].value
                 fn = _enclosing_function(mod, node)
-                if fn is not None and fn.name == "_call":
-                    continue  # the generic helper itself
+                if fn is not None and fn.name in ("_call", "_stream"):
+                    continue  # the generic helpers themselves
                 for template in self._templates(mod, node.args[1]):
                     placeholders = [p[1:-1] for p in re.findall(r"\{\w+\}", template)
                                     if p not in ("{name}", "{namespace}", "{version}")]
@@ -434,7 +436,8 @@ class Scanner:
                         options = [{**o, key: v} for o in options for v in sorted(self._values(mod, expr, fn))]
                     for values in options:
                         group, resource, named = parse_path(template, values)
-                        self.facts.needs.append(Need(group, resource, verb_of(method, named, False),
+                        watching = name in self.WATCHING_CALLERS
+                        self.facts.needs.append(Need(group, resource, verb_of(method, named, watching),
                                                      _qualname(mod, fn), f"{method} {template}", _guards(mod, node)))
 
     # -- kopf -----------------------------------------------------------------------------------

@@ -66,8 +66,9 @@ def test_forget_drops_everything_and_remembers_only_that_a_job_ended():
 
 def test_event_only_kinds_get_no_essence_copy_the_others_keep_theirs():
     storage = EssenceStorage(field="status.kopf.lastHandledConfiguration")
-    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"x": 1}}
+    body = {"apiVersion": "components.grand-challenge.org/v1alpha1", "kind": "ComponentJob",
+            "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"x": 1}}
     assert storage.build(body=body) == {}
-    image = {**body, "kind": "ComponentImage", "apiVersion": "components.grand-challenge.org/v1alpha1"}
+    image = {**body, "kind": "ComponentImage"}
     essence = storage.build(body=image)
     assert essence["spec"] == {"x": 1} and essence["metadata"]["labels"] == {"a": "b"}

@@ -86,6 +86,8 @@ CUSTOM_OBJECT = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
 CUSTOM_OBJECT_STATUS = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status"
 CLUSTER_CUSTOM_OBJECT_STATUS = "/apis/{group}/{version}/{plural}/{name}/status"
 POD = "/api/v1/namespaces/{namespace}/pods/{name}"
+PODS = "/api/v1/namespaces/{namespace}/pods"
+ALL_PODS = "/api/v1/pods"
 POD_LOG = "/api/v1/namespaces/{namespace}/pods/{name}/log"
 EVENTS = "/api/v1/namespaces/{namespace}/events"
 #: A job's children by kind: the collection (create) and the object (read after a 409).
@@ -112,6 +114,19 @@ async def _call(method: str, template: str, body: Any = None, *, params: dict[st
     try:
         return await http().call(method, _path(template, path), body, params=params, content_type=content_type,
                                  timeout=timeout, text=text)
+    except ApiException as err:
+        mapped = classify(err)
+        if mapped is err:
+            raise
+        raise mapped from err
+
+
+async def _stream(method: str, template: str, *, params: dict[str, Any], **path: str):
+    """A watch on ``template`` (only GET is a watch); errors mapped as in ``_call``."""
+    assert method == "GET"
+    try:
+        async for event in http().stream(_path(template, path), params=params, timeout=WATCH_TIMEOUT):
+            yield event
     except ApiException as err:
         mapped = classify(err)
         if mapped is err:
@@ -234,6 +249,31 @@ async def patch_cluster_status(plural: str, name: str, status: dict[str, Any]) -
     except ApiException as err:
         if err.status != 404:
             raise
+
+
+#: Server-side seconds of one watch request (kopf's setting too); the read timeout is longer.
+WATCH_SECONDS = 300
+WATCH_TIMEOUT = (10, WATCH_SECONDS + 30)
+#: Pods per page of a list.
+LIST_PAGE = 500
+
+
+async def list_pods(namespace: str | None, selector: str, page: str | None = None) -> dict[str, Any]:
+    """One page of the pods matching ``selector`` (``namespace`` None: every namespace)."""
+    params = {"labelSelector": selector, "limit": LIST_PAGE, "continue": page}
+    if namespace is None:
+        return await _call("GET", ALL_PODS, params=params)
+    return await _call("GET", PODS, params=params, namespace=namespace)
+
+
+def watch_pods(namespace: str | None, selector: str, resource_version: str):
+    """The events of the pods matching ``selector`` from ``resource_version`` on (bookmarks
+    included); ends when the server ends the request (``WATCH_SECONDS``)."""
+    params = {"labelSelector": selector, "watch": True, "resourceVersion": resource_version,
+              "allowWatchBookmarks": True, "timeoutSeconds": WATCH_SECONDS}
+    if namespace is None:
+        return _stream("GET", ALL_PODS, params=params)
+    return _stream("GET", PODS, params=params, namespace=namespace)
 
 
 async def get_pod(namespace: str, name: str) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 from kubernetes import client
@@ -30,6 +30,8 @@ from ..errors import TemporaryError
 
 #: Connections kept to the API server (the sync client's pool had 32 as well).
 POOL_SIZE = 32
+#: The longest watch event accepted (one object: etcd refuses requests over 1.5 MiB).
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 
 class KubeHTTP:
@@ -39,6 +41,9 @@ class KubeHTTP:
         self.cfg = cfg
         self.host = cfg.host.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        #: Watch streams hold their connection for minutes: their own session, so they never
+        #: take the request pool's connections (one stream per watched namespace).
+        self._streams: aiohttp.ClientSession | None = None
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if not self.host.startswith("https"):
@@ -58,9 +63,15 @@ class KubeHTTP:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
+    def stream_session(self) -> aiohttp.ClientSession:
+        if self._streams is None or self._streams.closed:
+            self._streams = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl()))
+        return self._streams
+
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        for session in (self._session, self._streams):
+            if session is not None and not session.closed:
+                await session.close()
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "component-operator"}
@@ -71,13 +82,17 @@ class KubeHTTP:
             headers["Content-Type"] = content_type
         return headers
 
+    @staticmethod
+    def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
+        return {k: ("true" if v is True else "false" if v is False else str(v))
+                for k, v in (params or {}).items() if v is not None}
+
     async def call(self, method: str, path: str, body: Any = None, *, params: Mapping[str, Any] | None = None,
                    content_type: str = "application/json", timeout: tuple[float, float] = (10, 60),
                    text: bool = False) -> Any:
         """The decoded JSON reply (``text``: the reply as text); ``ApiException`` for any non-2xx."""
         data = None if body is None else json.dumps(body, separators=(",", ":"))
-        query = {k: ("true" if v is True else "false" if v is False else str(v))
-                 for k, v in (params or {}).items() if v is not None}
+        query = self._query(params)
         limits = aiohttp.ClientTimeout(sock_connect=timeout[0], sock_read=timeout[1], total=timeout[0] + timeout[1])
         try:
             async with self.session().request(method, self.host + path, data=data, params=query, timeout=limits,
@@ -92,3 +107,31 @@ class KubeHTTP:
         if text:
             return payload.decode("utf-8", "replace")
         return json.loads(payload) if payload else None
+
+    async def stream(self, path: str, *, params: Mapping[str, Any] | None = None,
+                     timeout: tuple[float, float] = (10, 330)) -> AsyncIterator[Any]:
+        """The decoded lines of a watch (``GET ...?watch=true``) until the server ends it.
+
+        ``timeout``: to connect, and the longest silence between two chunks (the server's own
+        ``timeoutSeconds`` ends a healthy stream before that). A line longer than
+        ``MAX_EVENT_BYTES`` ends the stream with ``TemporaryError`` (the caller lists again).
+        """
+        limits = aiohttp.ClientTimeout(sock_connect=timeout[0], sock_read=timeout[1], total=None)
+        try:
+            async with self.stream_session().get(self.host + path, params=self._query(params), timeout=limits,
+                                                 headers=self._headers(None)) as reply:
+                if reply.status >= 300:
+                    err = ApiException(status=reply.status, reason=reply.reason)
+                    err.body = (await reply.read()).decode("utf-8", "replace")
+                    raise err
+                pending = b""
+                async for chunk in reply.content.iter_any():
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    if len(pending) > MAX_EVENT_BYTES:
+                        raise TemporaryError(f"watch event over {MAX_EVENT_BYTES} bytes on {path}")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            raise TemporaryError(f"watch {path}: {type(err).__name__}: {err}") from err

@@ -440,18 +440,6 @@ async def job_event(event, namespace, name, body, memo, component_interfaces, co
         reconciler.kick(key)
 
 
-@kopf.on.event("", "v1", "pods", labels={names.JOB_UID_LABEL: kopf.PRESENT})
-async def pod_event(event, namespace, body, memo, component_interfaces, component_images, **_):
-    reconciler = attach_indexes(memo, component_interfaces, component_images)
-    for ref in body["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == "ComponentJob" and ref.get("controller") and isinstance(ref.get("name"), str):
-            key = (namespace, ref["name"])
-            if key in reconciler.seen.ended:
-                return  # its job is terminal: a finished pod's later updates decide nothing
-            reconciler.seen.see_pod(key, body, deleted=event.get("type") == "DELETED")
-            reconciler.kick(key)
-
-
 @kopf.on.event(GROUP, VERSION, "componentimages")
 async def image_event(namespace, name, status, memo, component_interfaces, component_images, **_):
     """An image that finished its inspection (Ready, or failed for good) releases the jobs

@@ -17,7 +17,7 @@ from ..runner import PEERING_LIFETIME_SECONDS, RunOptions
 
 #: Kinds the operator watches only through event and index handlers: kopf never compares two
 #: of their versions, so the "essence" it would build for that comparison is not needed.
-EVENT_ONLY_KINDS = frozenset({"Pod", "ComponentJob", "ComponentBatch"})
+EVENT_ONLY_KINDS = frozenset({"ComponentJob", "ComponentBatch"})
 
 
 class EssenceStorage(kopf.StatusDiffBaseStorage):
@@ -55,7 +55,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.peering.standalone = options.standalone
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     settings.peering.stealth = True
-    # Job pods are watched by label; everything else the operator needs comes from indexes.
+    # Job pods are watched by handlers.pod_watch (not kopf); images and interfaces come from indexes.
     settings.watching.reconnect_backoff = 0.5
     if options.peering and not options.standalone:
         await kube.ensure_peering(options.peering, options.namespaces)
@@ -80,6 +80,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
         pool = ValidationPool.from_config(ctx.config)
         await pool.start()
         ctx.validation = pool
+    if ctx.pod_watch is None:
+        from .pod_watch import PodWatch
+
+        ctx.pod_watch = PodWatch(ctx.reconciler, options.namespaces)
+        ctx.pod_watch.start()
     if options.webhook == "local":
         # A control plane on this host calls the webhook on loopback; the certificate comes from
         # the project's own PKI (kopf's self-signing needs oscrypto, which fails on OpenSSL 3).
@@ -153,6 +158,8 @@ async def stop_background(memo: kopf.Memo, **_) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     ctx: OperatorContext = memo.context
+    if ctx.pod_watch is not None:
+        await ctx.pod_watch.stop()
     if ctx.validation is not None:
         await ctx.validation.close()
     await kube.close()
