@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TESTENV := testenv/scripts/testenv.sh
 PYTEST_ARGS ?=
 
-.PHONY: install test unit integration e2e images bench-realnode demo demo-stop testenv-up testenv-down testenv-build agent crds dist bench bench-validation bench-jobs bench-batch bench-install bench-env clean
+.PHONY: install test unit integration e2e chaos images bench-realnode demo demo-stop testenv-up testenv-down testenv-build agent crds dist bench bench-validation bench-jobs bench-batch bench-install bench-env clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,7 +50,7 @@ dist:
 
 # The Go builds and the images are made before pytest: cold, they take longer than a test's timeout.
 test: install testenv-build images
-	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e tests/chaos $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -60,6 +60,10 @@ integration: install testenv-build
 
 e2e: install testenv-build images
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# Faults of the control plane under a running operator (restarts the shared testenv's parts).
+chaos: install testenv-build
+	$(BIN)/python -m pytest tests/chaos $(PYTEST_ARGS)
 
 # The project's OCI images (pause, operator with the static agent, test algorithms); cached.
 # The operator's image needs root (debootstrap, chroot); so does the real node that runs them.

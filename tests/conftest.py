@@ -20,3 +20,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         elif "e2e" in path.parts:
             item.add_marker(pytest.mark.e2e)
+        elif "chaos" in path.parts:
+            item.add_marker(pytest.mark.chaos)

@@ -8,6 +8,10 @@
 #   testenv.sh down    stop what `up` started, by pid, and remove its state
 #   testenv.sh status  exit 0 when everything answers
 #   testenv.sh env     print shell exports for the running environment
+#   testenv.sh restart NAME [SIGNAL] [SECONDS]
+#                      stop one component (SIGTERM unless SIGNAL, e.g. KILL), leave it down
+#                      SECONDS (default 0), start it again with its state kept; returns when
+#                      it answers (the chaos tests)
 #
 # Settings (environment): TESTENV_DIR (state, default ~/.cache/component-operator/testenv),
 # TESTENV_BENCH=1 (lift API rate limits, as kwok's own benchmarks do).
@@ -52,8 +56,43 @@ wait_for() { # description timeout-seconds command...
 
 start() { # name command...
   local name=$1; shift
-  setsid "$@" >"$DIR/$name.log" 2>&1 </dev/null 9>&- &   # 9: the lock, not for children
+  printf '%q ' "$@" >"$DIR/$name.cmd"   # for `restart` (the chaos tests)
+  setsid "$@" >>"$DIR/$name.log" 2>&1 </dev/null 9>&- &   # 9: the lock, not for children
   echo $! >"$DIR/$name.pid"
+}
+
+ready() { # name: the component answers (or at least runs, for those without a probe here)
+  case $1 in
+    etcd) curl -fsS "http://127.0.0.1:$ETCD_PORT/health" ;;
+    kube-apiserver) apiserver_ready ;;
+    kube-scheduler) curl -fsSk https://127.0.0.1:10259/readyz ;;
+    kube-controller-manager) curl -fsSk https://127.0.0.1:10257/healthz ;;
+    minio) curl -fsS "http://127.0.0.1:$S3_PORT/minio/health/live" ;;
+    registry) curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/" ;;
+    *) alive "$1" ;;
+  esac
+}
+
+# One component stopped (SIGTERM, or the signal given) and started again with the command line
+# it was started with, its state kept (etcd's data directory, MinIO's objects); returns once it
+# answers again. For the chaos tests: a control plane that restarts under a running operator.
+restart() { # name [signal] [seconds down]
+  local name=${1:-} sig=${2:-TERM} down_for=${3:-0} pid
+  [[ " ${COMPONENTS[*]} " == *" $name "* ]] || die "restart: unknown component '$name' (one of: ${COMPONENTS[*]})"
+  [[ -s $DIR/$name.cmd ]] || die "restart: no recorded command line for $name (started by an older testenv.sh: run down, then up)"
+  if alive "$name"; then
+    pid=$(cat "$DIR/$name.pid")
+    kill -s "$sig" "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  sleep "$down_for"   # an outage longer than a client's retries (kopf's: about 54 s)
+  local -a cmd
+  eval "cmd=($(cat "$DIR/$name.cmd"))"
+  printf '\ntestenv: restarted at %s after SIG%s\n' "$(date -u +%FT%TZ)" "$sig" >>"$DIR/$name.log"
+  start "$name" "${cmd[@]}"
+  wait_for "$name ready" 90 ready "$name"
+  log "$name restarted"
 }
 
 apiserver_ready() {
@@ -206,8 +245,8 @@ EOK
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake
 
   mkdir -p "$DIR/s3"
-  MINIO_ROOT_USER=$S3_USER MINIO_ROOT_PASSWORD=$S3_PASSWORD MINIO_BROWSER=off MINIO_UPDATE=off \
-    start minio "$bin/minio" server --quiet --address ":$S3_PORT" "$DIR/s3"   # pods reach it via the bridge
+  start minio env MINIO_ROOT_USER=$S3_USER MINIO_ROOT_PASSWORD=$S3_PASSWORD MINIO_BROWSER=off MINIO_UPDATE=off \
+    "$bin/minio" server --quiet --address ":$S3_PORT" "$DIR/s3"   # pods reach it via the bridge
 
   cat >"$DIR/registry.yaml" <<EOK
 version: 0.1
@@ -218,7 +257,7 @@ storage:
 http:
   addr: ":$REGISTRY_PORT"   # pods (the operator's, in the cluster) reach it through the bridge
 EOK
-  OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true start registry "$bin/registry" serve "$DIR/registry.yaml"
+  start registry env OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true "$bin/registry" serve "$DIR/registry.yaml"
 
   export KUBECONFIG=$DIR/admin.kubeconfig
   wait_for "kube-scheduler readyz" 60 curl -fsSk https://127.0.0.1:10259/readyz
@@ -310,7 +349,8 @@ case ${1:-} in
   up) lock; up ;;
   reload-kwok) lock; reload_kwok ;;
   down) lock; down ;;
+  restart) lock; restart "${2:-}" "${3:-TERM}" "${4:-0}" ;;
   status) healthy && log "healthy; real node: $(head -n 1 "$DIR/node/state")" ;;
   env) [[ -f $DIR/env ]] && cat "$DIR/env" || die "not running (no $DIR/env)" ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|restart NAME [SIGNAL] [SECONDS]" >&2; exit 2 ;;
 esac
