@@ -50,7 +50,7 @@ dist:
 
 # The Go builds and the images are made before pytest: cold, they take longer than a test's timeout.
 test: install testenv-build images
-	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e tests/chaos $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit tests/integration tests/chaos tests/e2e $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
