@@ -77,37 +77,34 @@ def check(custom, core, namespace: str, report: FaultReport, hits: list[int], op
         f"{operator_process.log_tail()}")
 
 
+def faults_between_waves(custom, core, namespace: str, operator_process, report: FaultReport, *, prefix: str,
+                         waves: list[int], seed: int, strike_args: dict, quiet_seconds: float | None = None) -> None:
+    """Submit ``waves`` of jobs with one fault after each wave but the last, then check."""
+    rng = random.Random(seed)
+    unexpected_before = scrape_unexpected(operator_process.metrics_port)
+    start, hits = 0, []
+    for index, size in enumerate(waves):
+        submit(custom, namespace, [f"{prefix}-{i:03d}" for i in range(start, start + size)], rng, report)
+        start += size
+        if index < len(waves) - 1:
+            hits.append(strike(custom, namespace, report, **strike_args))
+    check(custom, core, namespace, report, hits, operator_process, unexpected_before, quiet_seconds)
+
+
 def test_jobs_survive_two_apiserver_restarts(custom, core, ns, operator_process, fault_report):
     report = fault_report(FaultReport("kube-apiserver restarted (SIGTERM), twice"))
-    rng = random.Random(11)
-    unexpected_before = scrape_unexpected(operator_process.metrics_port)
-    names = [f"api-{i:03d}" for i in range(150)]
-    hits = []
-    for wave in (names[:50], names[50:100]):
-        submit(custom, ns, wave, rng, report)
-        hits.append(strike(custom, ns, report, "kube-apiserver"))
-    submit(custom, ns, names[100:], rng, report)
-    check(custom, core, ns, report, hits, operator_process, unexpected_before)
+    faults_between_waves(custom, core, ns, operator_process, report, prefix="api", waves=[50, 50, 50], seed=11,
+                         strike_args={"component": "kube-apiserver"})
 
 
 def test_jobs_survive_a_long_apiserver_outage(custom, core, ns, operator_process, fault_report):
     report = fault_report(FaultReport("kube-apiserver down 90 s (beyond kopf's request retries)"))
-    rng = random.Random(17)
-    unexpected_before = scrape_unexpected(operator_process.metrics_port)
-    names = [f"long-{i:03d}" for i in range(80)]
-    submit(custom, ns, names[:50], rng, report)
-    hits = [strike(custom, ns, report, "kube-apiserver", down_seconds=90)]
-    submit(custom, ns, names[50:], rng, report)
-    check(custom, core, ns, report, hits, operator_process, unexpected_before)
+    faults_between_waves(custom, core, ns, operator_process, report, prefix="long", waves=[50, 30], seed=17,
+                         strike_args={"component": "kube-apiserver", "down_seconds": 90})
 
 
 def test_jobs_survive_etcd_killed_and_restarted(custom, core, ns, operator_process, fault_report):
     report = fault_report(FaultReport("etcd killed (SIGKILL) and restarted, data kept"))
-    rng = random.Random(13)
-    unexpected_before = scrape_unexpected(operator_process.metrics_port)
-    names = [f"etcd-{i:03d}" for i in range(100)]
-    submit(custom, ns, names[:60], rng, report)
-    hits = [strike(custom, ns, report, "etcd", "KILL")]
-    submit(custom, ns, names[60:], rng, report)
     # kwok may drop a pod's outcome whose write failed while etcd was gone (``faults.settle``).
-    check(custom, core, ns, report, hits, operator_process, unexpected_before, quiet_seconds=30)
+    faults_between_waves(custom, core, ns, operator_process, report, prefix="etcd", waves=[60, 40], seed=13,
+                         strike_args={"component": "etcd", "signal": "KILL"}, quiet_seconds=30)
