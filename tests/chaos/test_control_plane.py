@@ -47,7 +47,7 @@ def submit(custom, namespace: str, names: list[str], rng: random.Random, report:
 def strike(custom, namespace: str, report: FaultReport, component: str, signal: str = "TERM",
            down_seconds: float = 0) -> int:
     """One fault once enough jobs run; how many were running when it struck."""
-    wait_until(lambda: started_not_ended(custom, namespace) >= MID_RUN, timeout=60, message="jobs running")
+    wait_until(lambda: started_not_ended(custom, namespace) >= MID_RUN, timeout=120, message="jobs running")
     hit = started_not_ended(custom, namespace)
     before = terminal_count(custom, namespace)
     report.outage_seconds.append(restart(component, signal, down_seconds))
